@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what the tests and the local runtime need on a fresh machine:
+# Go modules, the pinned Node packages (CDK CLI), and DynamoDB Local.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+go mod download
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+./scripts/fetch-dynamodb-local.sh

@@ -7,4 +7,7 @@ go mod download
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# node_modules holds Go template files (aws-cdk's init templates); a go.mod there
+# makes it a module of its own, so that ./... skips it.
+[ -f node_modules/go.mod ] || echo 'module node_modules // keeps ./... out of npm packages' > node_modules/go.mod
 ./scripts/fetch-dynamodb-local.sh

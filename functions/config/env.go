@@ -25,7 +25,8 @@ const (
 	EnvDeadLetterQueueURL = "STREAMER_DLQ_URL"
 
 	// EnvJWTSecretARN is the ARN of a Secrets Manager secret holding the HS256
-	// signing keys (JSON: {"current": {"kid","key"}, "previous": {"kid","key"}}).
+	// signing keys as flat JSON: {"kid": "...", "key": "...", "previous_kid":
+	// "...", "previous_key": "..."} (the previous pair is optional, for rotation).
 	EnvJWTSecretARN = "STREAMER_JWT_SECRET_ARN"
 	// EnvJWTSecret is an HS256 key given directly (the local runtime).
 	EnvJWTSecret = "STREAMER_JWT_SECRET"

@@ -108,3 +108,20 @@ func SubscriptionKey(connectionID, requestID string) string {
 func RequestKey(tenantID, id string) string {
 	return tenantID + "#" + id
 }
+
+// Tenant counters live in the connections table under TenantCounterKey(tenant):
+// AttrTenantConnections counts open connections and AttrTenantInflight the
+// tenant's async requests that are not final. They back the per-tenant limits,
+// which must hold across Lambda instances; every change is a conditional update
+// (the router increments, the final transition of a request decrements in the
+// same transaction). The counter item has no TenantID attribute, so it stays out
+// of the tenant-connections index.
+const (
+	AttrTenantConnections = "TenantConnections"
+	AttrTenantInflight    = "Inflight"
+)
+
+// TenantCounterKey is the connections-table key of tenantID's counters.
+func TenantCounterKey(tenantID string) string {
+	return "tenant#" + tenantID
+}

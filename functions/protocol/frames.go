@@ -33,6 +33,8 @@ const (
 	CodeInternal     = "INTERNAL_ERROR"
 	CodeTimeout      = "TIMEOUT"
 	CodeRateLimited  = "RATE_LIMITED"
+	// CodeCancelled ends a request the client cancelled (complete frame).
+	CodeCancelled = "CANCELLED"
 )
 
 // Acknowledgment tells the client an async request is stored and queued.

@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/streamer-dev/streamer/functions/config"
+)
+
+// DB is the subset of the DynamoDB API the store uses; *dynamodb.Client
+// implements it.
+type DB interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+}
+
+var _ DB = (*dynamodb.Client)(nil)
+
+// Errors the store returns; test them with errors.Is.
+var (
+	// ErrNotFound: no such item (or it expired, or it belongs to another tenant).
+	ErrNotFound = errors.New("not found")
+	// ErrTenantConnectionLimit: the tenant has as many connections as allowed.
+	ErrTenantConnectionLimit = errors.New("tenant connection limit reached")
+	// ErrTenantInflightLimit: the tenant has as many unfinished requests as allowed.
+	ErrTenantInflightLimit = errors.New("tenant in-flight request limit reached")
+	// ErrFinal: the request is already final (COMPLETED, FAILED or CANCELLED).
+	ErrFinal = errors.New("request already final")
+)
+
+// Store reads and writes Streamer's three tables. It is safe for concurrent use.
+type Store struct {
+	db     DB
+	tables config.Tables
+	now    func() time.Time
+}
+
+// New returns a store over db for the named tables.
+func New(db DB, tables config.Tables) *Store {
+	return &Store{db: db, tables: tables, now: time.Now}
+}
+
+// Tables returns the table names the store uses.
+func (s *Store) Tables() config.Tables { return s.tables }
+
+// expired reports whether an item with epoch-seconds ttl has expired: DynamoDB
+// deletes expired items up to days late, so reads check TTL themselves.
+func (s *Store) expired(ttl int64) bool {
+	return ttl > 0 && ttl <= s.now().Unix()
+}
+
+// conditionFailed reports whether err is a failed condition of a single write.
+func conditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+// cancelReasons returns the per-item reason codes of a cancelled transaction,
+// or nil when err is something else.
+func cancelReasons(err error) []types.CancellationReason {
+	var tce *types.TransactionCanceledException
+	if errors.As(err, &tce) {
+		return tce.CancellationReasons
+	}
+	return nil
+}
+
+func reasonIs(reasons []types.CancellationReason, i int, code string) bool {
+	return i < len(reasons) && reasons[i].Code != nil && *reasons[i].Code == code
+}
+
+const codeConditionFailed = "ConditionalCheckFailed"
+
+func wrap(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }

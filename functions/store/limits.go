@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/streamer-dev/streamer/functions/schema"
+)
+
+// AttrRateTAT holds a connection's rate-limit state on its item: the GCRA
+// "theoretical arrival time" of the next message, in epoch microseconds.
+const AttrRateTAT = "RateTAT"
+
+// maxCachedConnections bounds the per-process rate-limit cache.
+const maxCachedConnections = 10000
+
+// errContention: other instances kept moving the connection's state.
+var errContention = errors.New("rate limit: too much contention on the connection item")
+
+// RateLimiter is a per-connection token bucket — perSecond messages a second
+// with a burst of twice that — kept on the connection item as one GCRA
+// timestamp and advanced with a conditional update, so it holds across Lambda
+// instances. Each instance caches the last timestamp it saw to save a read; a
+// stale cache costs one failed condition, which returns the current value.
+type RateLimiter struct {
+	store    *Store
+	interval int64 // µs between messages at the steady rate
+	tau      int64 // µs of burst tolerance
+
+	mu    sync.Mutex
+	cache map[string]cachedConn
+}
+
+type cachedConn struct {
+	tat  int64
+	conn Connection
+}
+
+// Admission is the outcome of RateLimiter.Take.
+type Admission struct {
+	// Connection is the caller's connection as stored.
+	Connection Connection
+	// RetryAfter is zero when the message is admitted, else how long until the
+	// next one would be.
+	RetryAfter time.Duration
+}
+
+// NewRateLimiter returns a limiter of perSecond messages per second per
+// connection with a burst of 2×perSecond; perSecond must be positive.
+func (s *Store) NewRateLimiter(perSecond float64) *RateLimiter {
+	interval := int64(float64(time.Second/time.Microsecond) / perSecond)
+	return &RateLimiter{store: s, interval: interval, tau: interval * int64(max(2*perSecond, 1)), cache: map[string]cachedConn{}}
+}
+
+// Take admits or refuses one message of the connection and returns the
+// connection item. ErrNotFound when the connection does not exist.
+func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission, error) {
+	l.mu.Lock()
+	c, known := l.cache[connectionID]
+	l.mu.Unlock()
+	for range 5 {
+		now := l.store.now().UnixMicro()
+		next := max(c.tat, now) + l.interval
+		if wait := next - now - l.tau; known && wait > 0 {
+			// Refusing needs no write: the stored value is at least the cached one.
+			return Admission{Connection: c.conn, RetryAfter: time.Duration(wait) * time.Microsecond}, nil
+		}
+		item, ok, err := l.advance(ctx, connectionID, c.tat, known, next)
+		if err != nil {
+			return Admission{}, err
+		}
+		var conn Connection
+		if err := attributevalue.UnmarshalMap(item, &conn); err != nil {
+			return Admission{}, wrap("rate limit", err)
+		}
+		if l.store.expired(conn.TTL) {
+			return Admission{}, ErrNotFound
+		}
+		c, known = cachedConn{tat: int64(numberAttr(item, AttrRateTAT)), conn: conn}, true
+		l.remember(connectionID, c)
+		if ok {
+			return Admission{Connection: conn}, nil
+		}
+	}
+	return Admission{}, errContention
+}
+
+// advance sets the connection's TAT to next if it still holds old (or has none
+// when known is false). It returns the item after the write, or the current
+// item and ok = false when the condition failed.
+func (l *RateLimiter) advance(ctx context.Context, id string, old int64, known bool, next int64) (map[string]types.AttributeValue, bool, error) {
+	name := expression.Name(AttrRateTAT)
+	cond := expression.AttributeNotExists(name)
+	if known {
+		cond = name.Equal(expression.Value(old))
+		if old == 0 {
+			cond = expression.Or(expression.AttributeNotExists(name), cond)
+		}
+	}
+	expr, err := expression.NewBuilder().
+		WithUpdate(expression.Set(name, expression.Value(next))).
+		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).
+		Build()
+	if err != nil {
+		return nil, false, wrap("rate limit", err)
+	}
+	out, err := l.store.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(l.store.tables.Connections),
+		Key:                                 connKey(id),
+		UpdateExpression:                    expr.Update(),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		if len(ccf.Item) == 0 {
+			return nil, false, ErrNotFound
+		}
+		return ccf.Item, false, nil
+	case err != nil:
+		return nil, false, wrap("rate limit", err)
+	}
+	return out.Attributes, true, nil
+}
+
+func (l *RateLimiter) remember(id string, c cachedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.cache) >= maxCachedConnections {
+		clear(l.cache)
+	}
+	l.cache[id] = c
+}
+
+// Forget drops a connection from the cache (on $disconnect).
+func (l *RateLimiter) Forget(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.cache, id)
+}

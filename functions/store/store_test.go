@@ -1,0 +1,266 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/streamer-dev/streamer/functions/config"
+	"github.com/streamer-dev/streamer/internal/ddbtest"
+)
+
+var epoch = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+
+// newStore returns a store on fresh tables with a clock the test controls.
+func newStore(t *testing.T) (*Store, *time.Time) {
+	t.Helper()
+	env := ddbtest.Tables(t)
+	s := New(env.Client, config.Tables{Connections: env.Tables.Connections, Requests: env.Tables.Requests, Subscriptions: env.Tables.Subscriptions})
+	now := epoch
+	s.now = func() time.Time { return now }
+	return s, &now
+}
+
+func conn(id, tenant string) Connection {
+	return Connection{ConnectionID: id, UserID: "u-" + id, TenantID: tenant, Permissions: []string{"*"}, Endpoint: "http://x",
+		ConnectedAt: epoch.UnixMilli(), LastPing: epoch.UnixMilli(), TTL: epoch.Add(3 * time.Hour).Unix()}
+}
+
+func pending(tenant, id string) Request {
+	return Request{RequestID: RequestKey(tenant, id), ID: id, TenantID: tenant, ConnectionID: "c1", UserID: "u", Status: StatusPending,
+		Action: "delay", Payload: `{}`, CreatedAt: epoch.UnixMilli(), ProcessAfter: epoch.UnixMilli(), TTL: epoch.Add(24 * time.Hour).Unix()}
+}
+
+func counters(t *testing.T, s *Store, tenant string) (int, int) {
+	t.Helper()
+	c, i, err := s.TenantCounters(context.Background(), tenant)
+	if err != nil {
+		t.Fatalf("TenantCounters: %v", err)
+	}
+	return c, i
+}
+
+func TestConnectionLifecycle(t *testing.T) {
+	t.Parallel()
+	s, now := newStore(t)
+	ctx := context.Background()
+	if err := s.PutConnection(ctx, conn("c1", "t1"), 0); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	if err := s.PutConnection(ctx, conn("c1", "t1"), 0); err != nil {
+		t.Fatalf("PutConnection again: %v", err)
+	}
+	if c, _ := counters(t, s, "t1"); c != 1 {
+		t.Errorf("connections counter = %d after a repeated put, want 1", c)
+	}
+	got, err := s.GetConnection(ctx, "c1")
+	if err != nil || got.TenantID != "t1" || got.UserID != "u-c1" || len(got.Permissions) != 1 {
+		t.Fatalf("GetConnection = %+v, %v", got, err)
+	}
+	*now = now.Add(time.Minute)
+	if err := s.TouchConnection(ctx, "c1", 2*time.Hour); err != nil {
+		t.Fatalf("TouchConnection: %v", err)
+	}
+	got, _ = s.GetConnection(ctx, "c1")
+	if got.LastPing != now.UnixMilli() || got.TTL != now.Add(2*time.Hour).Unix() {
+		t.Errorf("after touch LastPing=%d TTL=%d, want %d and %d", got.LastPing, got.TTL, now.UnixMilli(), now.Add(2*time.Hour).Unix())
+	}
+	if err := s.PutSubscription(ctx, Subscription{ConnectionID: "c1", RequestID: RequestKey("t1", "r1"), TenantID: "t1", TTL: got.TTL}); err != nil {
+		t.Fatalf("PutSubscription: %v", err)
+	}
+	if err := s.RemoveConnection(ctx, "c1"); err != nil {
+		t.Fatalf("RemoveConnection: %v", err)
+	}
+	if err := s.RemoveConnection(ctx, "c1"); err != nil {
+		t.Fatalf("RemoveConnection again: %v", err)
+	}
+	if _, err := s.GetConnection(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetConnection after remove = %v, want ErrNotFound", err)
+	}
+	if err := s.TouchConnection(ctx, "c1", time.Hour); !errors.Is(err, ErrNotFound) {
+		t.Errorf("TouchConnection after remove = %v, want ErrNotFound", err)
+	}
+	if subs, err := s.RequestSubscriptions(ctx, RequestKey("t1", "r1")); err != nil || len(subs) != 0 {
+		t.Errorf("subscriptions after remove = %v, %v; want none", subs, err)
+	}
+	if c, _ := counters(t, s, "t1"); c != 0 {
+		t.Errorf("connections counter = %d after remove, want 0", c)
+	}
+}
+
+func TestGetConnectionExpired(t *testing.T) {
+	t.Parallel()
+	s, now := newStore(t)
+	if err := s.PutConnection(context.Background(), conn("c1", "t1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(4 * time.Hour)
+	if _, err := s.GetConnection(context.Background(), "c1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetConnection of an expired item = %v, want ErrNotFound", err)
+	}
+}
+
+func TestTenantConnectionLimit(t *testing.T) {
+	t.Parallel()
+	s, now := newStore(t)
+	ctx := context.Background()
+	for i := range 2 {
+		if err := s.PutConnection(ctx, conn(fmt.Sprint("c", i), "t1"), 2); err != nil {
+			t.Fatalf("PutConnection %d: %v", i, err)
+		}
+	}
+	if err := s.PutConnection(ctx, conn("c2", "t1"), 2); !errors.Is(err, ErrTenantConnectionLimit) {
+		t.Fatalf("third PutConnection = %v, want ErrTenantConnectionLimit", err)
+	}
+	if _, err := s.GetConnection(ctx, "c2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("refused connection was stored: %v", err)
+	}
+	if err := s.PutConnection(ctx, conn("o1", "t2"), 2); err != nil {
+		t.Errorf("another tenant's connection refused: %v", err)
+	}
+	// A missed $disconnect: the items expire but the counter stays at 2. The
+	// next connect recounts from the index and gets in.
+	*now = now.Add(4 * time.Hour)
+	c := conn("c3", "t1")
+	c.TTL = now.Add(3 * time.Hour).Unix()
+	if err := s.PutConnection(ctx, c, 2); err != nil {
+		t.Fatalf("PutConnection after the others expired = %v, want it stored", err)
+	}
+	if got, _ := counters(t, s, "t1"); got != 1 {
+		t.Errorf("connections counter = %d after the recount, want 1", got)
+	}
+}
+
+func TestCreateRequest(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	r := pending("t1", "r1")
+	got, created, err := s.CreateRequest(ctx, r, Subscription{ConnectionID: "c1", TTL: r.TTL}, 10)
+	if err != nil || !created || got.RequestID != r.RequestID {
+		t.Fatalf("CreateRequest = %+v, %v, %v", got, created, err)
+	}
+	dup := r
+	dup.Action, dup.ConnectionID = "other", "c2"
+	got, created, err = s.CreateRequest(ctx, dup, Subscription{ConnectionID: "c2", TTL: r.TTL}, 10)
+	if err != nil || created || got.Action != "delay" || got.ConnectionID != "c1" {
+		t.Fatalf("duplicate CreateRequest = %+v, created %v, %v; want the stored request", got, created, err)
+	}
+	if _, i := counters(t, s, "t1"); i != 1 {
+		t.Errorf("inflight = %d after a duplicate, want 1", i)
+	}
+	subs, err := s.RequestSubscriptions(ctx, r.RequestID)
+	if err != nil || len(subs) != 1 || subs[0].ConnectionID != "c1" || subs[0].TenantID != "t1" {
+		t.Errorf("subscriptions = %+v, %v; want only c1's", subs, err)
+	}
+	if _, err := s.GetRequest(ctx, "t2", "r1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetRequest from another tenant = %v, want ErrNotFound", err)
+	}
+	other := pending("t2", "r1")
+	if _, created, err := s.CreateRequest(ctx, other, Subscription{ConnectionID: "c9"}, 10); err != nil || !created {
+		t.Errorf("same id in another tenant: created %v, %v; want created", created, err)
+	}
+	bad := pending("t1", "r2")
+	bad.RequestID = "r2"
+	if _, _, err := s.CreateRequest(ctx, bad, Subscription{}, 10); err == nil {
+		t.Error("CreateRequest with an unscoped key succeeded")
+	}
+}
+
+func TestInflightLimit(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for i := range 2 {
+		if _, _, err := s.CreateRequest(ctx, pending("t1", fmt.Sprint("r", i)), Subscription{ConnectionID: "c1"}, 2); err != nil {
+			t.Fatalf("CreateRequest %d: %v", i, err)
+		}
+	}
+	if _, _, err := s.CreateRequest(ctx, pending("t1", "r2"), Subscription{ConnectionID: "c1"}, 2); !errors.Is(err, ErrTenantInflightLimit) {
+		t.Fatalf("third CreateRequest = %v, want ErrTenantInflightLimit", err)
+	}
+	if _, err := s.GetRequest(ctx, "t1", "r2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("refused request was stored: %v", err)
+	}
+	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{s.ReleaseInflightTx("t1")}}); err != nil {
+		t.Fatalf("ReleaseInflightTx: %v", err)
+	}
+	if _, _, err := s.CreateRequest(ctx, pending("t1", "r2"), Subscription{ConnectionID: "c1"}, 2); err != nil {
+		t.Errorf("CreateRequest after a release = %v, want nil", err)
+	}
+}
+
+func TestCancelRequest(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if _, _, err := s.CreateRequest(ctx, pending("t1", "r1"), Subscription{ConnectionID: "c1"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CancelRequest(ctx, "t2", "r1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cancel from another tenant = %v, want ErrNotFound", err)
+	}
+	got, err := s.CancelRequest(ctx, "t1", "r1")
+	if err != nil {
+		t.Fatalf("CancelRequest: %v", err)
+	}
+	if got.Status != StatusCancelled || got.Error == nil || got.Error.Code != "CANCELLED" || got.ProcessAfter != 0 || got.ProcessedAt == 0 {
+		t.Errorf("cancelled request = %+v", got)
+	}
+	if _, i := counters(t, s, "t1"); i != 0 {
+		t.Errorf("inflight = %d after cancel, want 0", i)
+	}
+	if _, err := s.CancelRequest(ctx, "t1", "r1"); !errors.Is(err, ErrFinal) {
+		t.Errorf("second cancel = %v, want ErrFinal", err)
+	}
+	if _, i := counters(t, s, "t1"); i != 0 {
+		t.Errorf("inflight = %d after a refused cancel, want 0", i)
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	t.Parallel()
+	s, now := newStore(t)
+	ctx := context.Background()
+	if err := s.PutConnection(ctx, conn("c1", "t1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Two limiters stand for two Lambda instances sharing the item.
+	a, b := s.NewRateLimiter(2), s.NewRateLimiter(2)
+	admitted := 0
+	for i := range 6 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		adm, err := l.Take(ctx, "c1")
+		if err != nil {
+			t.Fatalf("Take %d: %v", i, err)
+		}
+		if adm.Connection.TenantID != "t1" {
+			t.Errorf("Take %d connection = %+v, want c1 of t1", i, adm.Connection)
+		}
+		if adm.RetryAfter == 0 {
+			admitted++
+		}
+	}
+	if admitted != 4 {
+		t.Errorf("admitted %d of 6 messages at once, want the burst of 4", admitted)
+	}
+	adm, _ := a.Take(ctx, "c1")
+	if adm.RetryAfter <= 0 || adm.RetryAfter > 500*time.Millisecond {
+		t.Errorf("RetryAfter = %s, want within one interval (500ms)", adm.RetryAfter)
+	}
+	*now = now.Add(adm.RetryAfter)
+	if adm, err := b.Take(ctx, "c1"); err != nil || adm.RetryAfter != 0 {
+		t.Errorf("Take after waiting = %+v, %v; want admitted", adm, err)
+	}
+	if _, err := a.Take(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Take on a missing connection = %v, want ErrNotFound", err)
+	}
+}

@@ -80,13 +80,28 @@ func (b *goBundler) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *boo
 }
 
 // buildCache memoizes builds in this process (by work dir, entry and arch) on
-// top of a content-addressed cache on disk.
+// top of a content-addressed cache of binaries under root.
 type buildCache struct {
-	mu   sync.Mutex
-	done map[string]string
+	root   string
+	mu     sync.Mutex
+	done   map[string]string
+	builds int // go build runs, for tests
 }
 
-var defaultBuilds = &buildCache{done: map[string]string{}}
+var defaultBuilds = newBuildCache(defaultCacheRoot())
+
+func newBuildCache(root string) *buildCache {
+	return &buildCache{root: root, done: map[string]string{}}
+}
+
+// defaultCacheRoot is os.UserCacheDir()/streamer-bundles, or a temp folder.
+func defaultCacheRoot() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "streamer-bundles")
+}
 
 // build returns the path of the bootstrap binary for entry.
 func (c *buildCache) build(workDir, entry, arch string) (string, error) {
@@ -101,12 +116,9 @@ func (c *buildCache) build(workDir, entry, arch string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	root, err := os.UserCacheDir()
-	if err != nil {
-		root = os.TempDir()
-	}
-	bin := filepath.Join(root, "streamer-bundles", key, "bootstrap")
+	bin := filepath.Join(c.root, key, "bootstrap")
 	if _, err := os.Stat(bin); err != nil {
+		c.builds++
 		if err := goBuild(workDir, entry, bin, env); err != nil {
 			return "", err
 		}

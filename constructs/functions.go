@@ -128,7 +128,7 @@ func (c *StreamerConstruct) tableEnv() map[string]string {
 	}
 }
 
-func itoa(v float64) string     { return strconv.FormatFloat(v, 'f', -1, 64) }
+func itoa(v float64) string    { return strconv.FormatFloat(v, 'f', -1, 64) }
 func seconds(v float64) string { return itoa(v) + "s" }
 
 // newRouter creates the router, its three routes and its grants: the three

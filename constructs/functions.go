@@ -165,7 +165,7 @@ func (c *StreamerConstruct) newRouter(s settings) {
 				jsii.String(route.id+"Integration"), c.RouterFunction, nil),
 		})
 	}
-	for _, t := range c.tables() {
+	for _, t := range c.Tables() {
 		t.GrantReadWriteData(c.RouterFunction)
 	}
 	c.API.GrantManageConnections(c.RouterFunction)
@@ -214,7 +214,7 @@ func (c *StreamerConstruct) newProcessor(s settings) {
 	})
 	c.ProcessorFunction.AddEventSource(c.RetryEventSource)
 
-	for _, t := range c.tables() {
+	for _, t := range c.Tables() {
 		t.GrantReadWriteData(c.ProcessorFunction)
 	}
 	c.API.GrantManageConnections(c.ProcessorFunction)

@@ -171,7 +171,7 @@ func (c *StreamerConstruct) GrantSubmitRequests(grantee awsiam.IGrantable) awsia
 
 // GrantReadData lets grantee read the three tables and their indexes.
 func (c *StreamerConstruct) GrantReadData(grantee awsiam.IGrantable) {
-	for _, t := range c.tables() {
+	for _, t := range c.Tables() {
 		t.GrantReadData(grantee)
 	}
 }

@@ -126,8 +126,8 @@ func (c *StreamerConstruct) newTables(props *StreamerConstructProps, s settings)
 	}
 }
 
-// tables returns the three tables in schema order.
-func (c *StreamerConstruct) tables() []awsdynamodb.Table {
+// Tables returns the connections, requests and subscriptions tables, in that order.
+func (c *StreamerConstruct) Tables() []awsdynamodb.Table {
 	return []awsdynamodb.Table{c.ConnectionsTable, c.RequestsTable, c.SubscriptionsTable}
 }
 

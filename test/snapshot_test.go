@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-
 	streamer "github.com/streamer-dev/streamer/constructs"
 )
 

@@ -51,7 +51,8 @@ func (a Alarms) All() []awscloudwatch.Alarm {
 	}
 }
 
-var fiveMinutes = awscdk.Duration_Minutes(jsii.Number(5))
+// fiveMinutes is the period of every metric.
+func fiveMinutes() awscdk.Duration { return awscdk.Duration_Minutes(jsii.Number(5)) }
 
 // metricOptions fills the options a caller left out: statistic, a 5-minute
 // period and a label.
@@ -64,7 +65,7 @@ func metricOptions(props *awscloudwatch.MetricOptions, statistic, label string) 
 		o.Statistic = jsii.String(statistic)
 	}
 	if o.Period == nil {
-		o.Period = fiveMinutes
+		o.Period = fiveMinutes()
 	}
 	if o.Label == nil {
 		o.Label = jsii.String(label)
@@ -153,7 +154,7 @@ func (c *StreamerConstruct) MetricProcessorOutcomes() awscloudwatch.MathExpressi
 	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
 		Expression: jsii.String(`SEARCH('Namespace="` + MetricsNamespace + `" Service="processor"', 'Sum', 300)`),
 		Label:      jsii.String("processor outcomes"),
-		Period:     fiveMinutes,
+		Period:     fiveMinutes(),
 	})
 }
 

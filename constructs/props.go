@@ -292,7 +292,7 @@ func (p *StreamerConstructProps) validate() error {
 			if r.integer {
 				kind = "an integer"
 			}
-			return fmt.Errorf("%s must be %s from %g to %g, got %g", r.name, kind, r.min, r.max, r.v)
+			return fmt.Errorf("%s must be %s from %s to %s, got %s", r.name, kind, itoa(r.min), itoa(r.max), itoa(r.v))
 		}
 	}
 	if s.syncTimeout >= s.routerTimeout {

@@ -312,7 +312,9 @@ func TestAlarms(t *testing.T) {
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	topic := map[string]any{"Ref": logicalID(s, s.stack.AlarmTopic)}
-	fn := func(f string) map[string]any { return map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": f}} }
+	fn := func(f string) map[string]any {
+		return map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": f}}
+	}
 	queue := func(q string) map[string]any {
 		return map[string]any{"Name": "QueueName", "Value": map[string]any{"Fn::GetAtt": []any{q, "QueueName"}}}
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 func f(v float64) *float64 { return &v }
-func sp(v string) *string   { return &v }
+func sp(v string) *string  { return &v }
 
 func TestValidate(t *testing.T) {
 	t.Parallel()

@@ -1,16 +1,15 @@
-// Command router is the router Lambda: it answers WebSocket events from API
-// Gateway. Placeholder until the router lands.
+// Command router is the router Lambda: it answers API Gateway WebSocket events
+// ($connect, $disconnect, $default) with the demo actions registered.
 package main
 
 import (
-	"context"
-
-	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/app"
+	"github.com/streamer-dev/streamer/functions/demo"
 )
 
 func main() {
-	lambda.Start(func(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-		return events.APIGatewayProxyResponse{StatusCode: 200}, nil
-	})
+	reg := actions.NewRegistry()
+	demo.Register(reg)
+	app.StartRouter(reg)
 }

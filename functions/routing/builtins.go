@@ -1,0 +1,146 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/streamer-dev/streamer/functions/protocol"
+	"github.com/streamer-dev/streamer/functions/store"
+)
+
+// ping records the heartbeat (LastPing, TTL) and answers with a pong.
+func (h *Handler) ping(ctx context.Context, c *call) {
+	if err := h.store.TouchConnection(ctx, c.conn.ConnectionID, h.cfg.ConnectionTTL); err != nil && !errors.Is(err, store.ErrNotFound) {
+		h.internal(ctx, c, c.conn.ConnectionID, "ping", err)
+		return
+	}
+	h.send(ctx, c, c.conn.ConnectionID, protocol.Pong{Type: protocol.TypePong, RequestID: c.msg.ID})
+}
+
+// target parses the request a built-in action names and reads it within the
+// caller's tenant. It answers the message itself on failure.
+func (h *Handler) target(ctx context.Context, c *call) (protocol.Target, store.Request, bool) {
+	t, err := protocol.ParseTarget(c.msg.ID, c.msg.Payload)
+	var ve *protocol.ValidationError
+	if errors.As(err, &ve) {
+		h.send(ctx, c, c.conn.ConnectionID, ve.Frame())
+		return t, store.Request{}, false
+	}
+	r, err := h.store.GetRequest(ctx, c.conn.TenantID, t.RequestID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeNotFound, fmt.Sprintf("no request %q", t.RequestID), nil)
+		return t, r, false
+	case err != nil:
+		h.internal(ctx, c, c.conn.ConnectionID, "read request", err)
+		return t, r, false
+	}
+	return t, r, true
+}
+
+// subscribe follows a request of the caller's tenant. A finished request's
+// final frame is sent at once (and no subscription is stored).
+func (h *Handler) subscribe(ctx context.Context, c *call) {
+	t, r, ok := h.target(ctx, c)
+	if !ok {
+		return
+	}
+	if r.Status.Final() {
+		h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "status": r.Status})
+		h.send(ctx, c, c.conn.ConnectionID, completeFrame(r))
+		return
+	}
+	now := h.now()
+	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: r.RequestID, TenantID: r.TenantID,
+		EventTypes: t.EventTypes, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
+	if err := h.store.PutSubscription(ctx, sub); err != nil {
+		h.internal(ctx, c, c.conn.ConnectionID, "subscribe", err)
+		return
+	}
+	data := map[string]any{"request_id": r.ID, "status": r.Status, "subscribed": true}
+	if len(t.EventTypes) > 0 {
+		data["event_types"] = t.EventTypes
+	}
+	h.respond(ctx, c, true, data)
+}
+
+// unsubscribe stops following a request; unsubscribing twice is not an error.
+func (h *Handler) unsubscribe(ctx context.Context, c *call) {
+	_, r, ok := h.target(ctx, c)
+	if !ok {
+		return
+	}
+	if _, err := h.store.DeleteSubscription(ctx, c.conn.ConnectionID, r.RequestID); err != nil {
+		h.internal(ctx, c, c.conn.ConnectionID, "unsubscribe", err)
+		return
+	}
+	h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "subscribed": false})
+}
+
+// Status is the data of a status response.
+type Status struct {
+	RequestID       string              `json:"request_id"`
+	Action          string              `json:"action"`
+	Status          store.Status        `json:"status"`
+	Progress        float64             `json:"progress"`
+	ProgressMessage string              `json:"progress_message,omitempty"`
+	Checkpoint      json.RawMessage     `json:"checkpoint,omitempty"`
+	Result          json.RawMessage     `json:"result,omitempty"`
+	Error           *protocol.ErrorBody `json:"error,omitempty"`
+	Attempt         int                 `json:"attempt"`
+	RetryCount      int                 `json:"retry_count"`
+	Priority        int                 `json:"priority"`
+	CreatedAt       int64               `json:"created_at"`
+	ProcessAfter    int64               `json:"process_after,omitempty"`
+	ProcessedAt     int64               `json:"processed_at,omitempty"`
+}
+
+func statusOf(r store.Request) Status {
+	s := Status{
+		RequestID: r.ID, Action: r.Action, Status: r.Status, Progress: r.Progress, ProgressMessage: r.ProgressMessage,
+		Checkpoint: rawJSON(r.Checkpoint), Result: rawJSON(r.Result), Attempt: r.Attempt, RetryCount: r.RetryCount,
+		Priority: r.Priority, CreatedAt: r.CreatedAt, ProcessAfter: r.ProcessAfter, ProcessedAt: r.ProcessedAt,
+	}
+	if r.Error != nil {
+		s.Error = &protocol.ErrorBody{Code: r.Error.Code, Message: r.Error.Message}
+	}
+	return s
+}
+
+// status reports a request of the caller's tenant.
+func (h *Handler) status(ctx context.Context, c *call) {
+	if _, r, ok := h.target(ctx, c); ok {
+		h.respond(ctx, c, true, statusOf(r))
+	}
+}
+
+// cancel moves a request to CANCELLED and tells its subscribers with a failed
+// complete frame; a running handler sees its context cancelled (the processor
+// watches the status).
+func (h *Handler) cancel(ctx context.Context, c *call) {
+	t, err := protocol.ParseTarget(c.msg.ID, c.msg.Payload)
+	var ve *protocol.ValidationError
+	if errors.As(err, &ve) {
+		h.send(ctx, c, c.conn.ConnectionID, ve.Frame())
+		return
+	}
+	r, err := h.store.CancelRequest(ctx, c.conn.TenantID, t.RequestID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeNotFound, fmt.Sprintf("no request %q", t.RequestID), nil)
+		return
+	case errors.Is(err, store.ErrFinal):
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, fmt.Sprintf("request %q is already %s", t.RequestID, r.Status), nil)
+		return
+	case err != nil:
+		h.internal(ctx, c, c.conn.ConnectionID, "cancel", err)
+		return
+	}
+	c.log.InfoContext(ctx, "request cancelled", "target", t.RequestID)
+	h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "status": r.Status})
+	if _, err := c.notifier.Broadcast(ctx, r.RequestID, protocol.EventComplete, completeFrame(r)); err != nil {
+		c.log.WarnContext(ctx, "broadcast cancellation", "error", err)
+	}
+}

@@ -1,0 +1,206 @@
+package routing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/auth"
+	"github.com/streamer-dev/streamer/functions/connections"
+	"github.com/streamer-dev/streamer/functions/protocol"
+	"github.com/streamer-dev/streamer/functions/store"
+)
+
+// call is one message being answered.
+type call struct {
+	msg      protocol.Message
+	conn     store.Connection
+	notifier Notifier
+	log      *slog.Logger
+}
+
+// message answers one $default message. Every outcome is a frame to the
+// client; nothing is returned to API Gateway.
+func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, log *slog.Logger) {
+	start := h.now()
+	c := &call{notifier: h.notifierFor(ev), log: log}
+	connID := ev.RequestContext.ConnectionID
+	msg, err := protocol.Parse([]byte(ev.Body), h.cfg.MaxPayloadBytes)
+	var ve *protocol.ValidationError
+	if errors.As(err, &ve) {
+		log.InfoContext(ctx, "invalid message", "reason", ve.Message)
+		h.send(ctx, c, connID, ve.Frame())
+		return
+	}
+	c.msg = msg
+	c.log = log.With("action", msg.Action, "request_id", msg.ID)
+
+	adm, err := h.admit(ctx, connID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.log.WarnContext(ctx, "message from an unknown connection")
+		h.fail(ctx, c, connID, protocol.CodeUnauthorized, "connection is not registered; reconnect", nil)
+		return
+	case err != nil:
+		h.internal(ctx, c, connID, "admit message", err)
+		return
+	}
+	c.conn = adm.Connection
+	c.log = c.log.With("tenant", c.conn.TenantID, "user_id", c.conn.UserID)
+	if adm.RetryAfter > 0 {
+		ms := max(1, adm.RetryAfter.Milliseconds())
+		c.log.InfoContext(ctx, "rate limited", "retry_after_ms", ms)
+		h.fail(ctx, c, connID, protocol.CodeRateLimited, "too many messages; slow down", map[string]any{"retry_after_ms": ms})
+		return
+	}
+	h.route(ctx, c)
+	c.log.DebugContext(ctx, "message handled", "latency_ms", h.now().Sub(start).Milliseconds())
+}
+
+func (h *Handler) route(ctx context.Context, c *call) {
+	switch c.msg.Action {
+	case "ping":
+		h.ping(ctx, c)
+		return
+	case "subscribe":
+		h.subscribe(ctx, c)
+		return
+	case "unsubscribe":
+		h.unsubscribe(ctx, c)
+		return
+	case "status":
+		h.status(ctx, c)
+		return
+	case "cancel":
+		h.cancel(ctx, c)
+		return
+	}
+	action, ok := h.reg.Lookup(c.msg.Action)
+	if !ok {
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, fmt.Sprintf("unknown action %q", c.msg.Action), nil)
+		return
+	}
+	if !(auth.Identity{Permissions: c.conn.Permissions}).Allows(action.Name) {
+		c.log.InfoContext(ctx, "action not permitted")
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeUnauthorized, fmt.Sprintf("not permitted to run %q", action.Name), nil)
+		return
+	}
+	if action.Options.Mode == actions.Sync {
+		h.runSync(ctx, c, action)
+		return
+	}
+	h.submit(ctx, c, action)
+}
+
+// send delivers a frame to a connection; failures are logged (a gone
+// connection was already cleaned up by the notifier).
+func (h *Handler) send(ctx context.Context, c *call, connID string, frame any) {
+	err := c.notifier.Send(ctx, connID, frame)
+	switch {
+	case err == nil:
+	case errors.Is(err, connections.ErrGone):
+		c.log.InfoContext(ctx, "connection gone while answering")
+	default:
+		c.log.ErrorContext(ctx, "send frame", "error", err)
+	}
+}
+
+// fail sends an error frame answering the current message.
+func (h *Handler) fail(ctx context.Context, c *call, connID, code, message string, details map[string]any) {
+	h.send(ctx, c, connID, protocol.Error{
+		Type:      protocol.TypeError,
+		RequestID: c.msg.ID,
+		Error:     protocol.ErrorBody{Code: code, Message: message, Details: details},
+	})
+}
+
+// internal logs err and sends a generic INTERNAL_ERROR frame: clients never
+// see internals.
+func (h *Handler) internal(ctx context.Context, c *call, connID, op string, err error) {
+	c.log.ErrorContext(ctx, op, "error", err)
+	h.fail(ctx, c, connID, protocol.CodeInternal, "internal error; try again later", nil)
+}
+
+// respond sends a response frame answering the current message. A response
+// too large for one frame is replaced by an error frame.
+func (h *Handler) respond(ctx context.Context, c *call, success bool, data any) {
+	resp := protocol.Response{Type: protocol.TypeResponse, RequestID: c.msg.ID, Success: success, Data: data}
+	err := c.notifier.Send(ctx, c.conn.ConnectionID, resp)
+	switch {
+	case err == nil:
+	case errors.Is(err, connections.ErrTooLarge):
+		c.log.WarnContext(ctx, "response too large", "error", err)
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeInternal,
+			fmt.Sprintf("the response exceeds the %d KB frame limit", connections.MaxFrameBytes>>10), nil)
+	case errors.Is(err, connections.ErrGone):
+		c.log.InfoContext(ctx, "connection gone while answering")
+	default:
+		c.log.ErrorContext(ctx, "send response", "error", err)
+	}
+}
+
+// newID returns a random request id (a UUID v4).
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// Metadata keys the router reads from a message.
+const (
+	// MetaPriority is the request's priority, an integer 0..MaxPriority.
+	MetaPriority = "priority"
+	// MetaProcessAfter delays an async request: RFC 3339 time or epoch milliseconds.
+	MetaProcessAfter = "process_after"
+)
+
+// schedule reads the priority and process_after metadata.
+func (h *Handler) schedule(md map[string]string, now time.Time) (priority int, after time.Time, err error) {
+	after = now
+	if v, ok := md[MetaPriority]; ok {
+		p, perr := strconv.Atoi(v)
+		if perr != nil || p < 0 || p > MaxPriority {
+			return 0, after, fmt.Errorf("metadata.priority must be an integer from 0 to %d", MaxPriority)
+		}
+		priority = p
+	}
+	if v, ok := md[MetaProcessAfter]; ok {
+		t, perr := parseTime(v)
+		if perr != nil {
+			return 0, after, errors.New("metadata.process_after must be an RFC 3339 time or epoch milliseconds")
+		}
+		if limit := now.Add(h.cfg.RequestTTL / 2); t.After(limit) {
+			return 0, after, fmt.Errorf("metadata.process_after is more than %s ahead", h.cfg.RequestTTL/2)
+		}
+		if t.After(now) {
+			after = t
+		}
+	}
+	return priority, after, nil
+}
+
+func parseTime(v string) (time.Time, error) {
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.UnixMilli(ms), nil
+	}
+	return time.Parse(time.RFC3339Nano, v)
+}
+
+func rawJSON(s string) json.RawMessage {
+	if s == "" {
+		return nil
+	}
+	return json.RawMessage(s)
+}

@@ -1,0 +1,177 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/protocol"
+	"github.com/streamer-dev/streamer/functions/store"
+)
+
+// runSync runs a sync action inline under its deadline and answers with a
+// response frame, or TIMEOUT past the deadline. A handler that ignores its
+// context is abandoned at the deadline; its late result is dropped.
+func (h *Handler) runSync(ctx context.Context, c *call, action actions.Action) {
+	timeout := min(action.Options.Timeout, h.cfg.SyncTimeout)
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id := c.msg.ID
+	if id == "" {
+		id = newID()
+	}
+	req := actions.Request{
+		ID: id, Action: action.Name, TenantID: c.conn.TenantID, UserID: c.conn.UserID,
+		ConnectionID: c.conn.ConnectionID, Payload: c.msg.Payload, Metadata: c.msg.Metadata, Attempt: 1,
+	}
+	type outcome struct {
+		result any
+		err    error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- outcome{err: fmt.Errorf("panic: %v\n%s", p, debug.Stack())}
+			}
+		}()
+		res, err := action.Handler(runCtx, req, &syncReporter{h: h, ctx: runCtx, call: c, requestID: id})
+		done <- outcome{res, err}
+	}()
+	var out outcome
+	select {
+	case out = <-done:
+	case <-runCtx.Done():
+		out = outcome{err: runCtx.Err()}
+	}
+	var ue *actions.UserError
+	switch {
+	case out.err == nil:
+		h.respond(ctx, c, true, out.result)
+	case errors.As(out.err, &ue):
+		code := ue.Code
+		if code == "" {
+			code = protocol.CodeValidation
+		}
+		h.fail(ctx, c, c.conn.ConnectionID, code, ue.Message, nil)
+	case errors.Is(out.err, context.DeadlineExceeded) && runCtx.Err() != nil:
+		c.log.WarnContext(ctx, "sync action timed out", "timeout", timeout.String())
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeTimeout, fmt.Sprintf("%s did not finish within %s", action.Name, timeout), nil)
+	default:
+		h.internal(ctx, c, c.conn.ConnectionID, "sync action failed", out.err)
+	}
+}
+
+// syncReporter sends a sync action's progress straight to the caller. Sync
+// actions have no stored state, so Checkpoint only validates its argument.
+type syncReporter struct {
+	h         *Handler
+	ctx       context.Context
+	call      *call
+	requestID string
+}
+
+func (r *syncReporter) Report(percent float64, message string, metadata map[string]any) {
+	r.h.send(r.ctx, r.call, r.call.conn.ConnectionID, protocol.Progress{
+		Type: protocol.TypeProgress, RequestID: r.requestID, Percentage: min(max(percent, 0), 100), Message: message, Metadata: metadata,
+	})
+}
+
+func (r *syncReporter) Checkpoint(state any) error {
+	if _, err := json.Marshal(state); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// submit stores an async request — PENDING, counted against the tenant's
+// in-flight cap, with the caller subscribed — and only then acknowledges it.
+// A duplicate id of the same tenant starts no work: the caller gets the
+// existing request's acknowledgment, or its final frame when it is finished.
+func (h *Handler) submit(ctx context.Context, c *call, action actions.Action) {
+	now := h.now()
+	priority, after, err := h.schedule(c.msg.Metadata, now)
+	if err != nil {
+		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, err.Error(), nil)
+		return
+	}
+	id := c.msg.ID
+	if id == "" {
+		id = newID()
+		c.log = c.log.With("request_id", id)
+	}
+	payload := "{}"
+	if len(c.msg.Payload) > 0 {
+		payload = string(c.msg.Payload)
+	}
+	req := store.Request{
+		RequestID: store.RequestKey(c.conn.TenantID, id), ID: id,
+		ConnectionID: c.conn.ConnectionID, TenantID: c.conn.TenantID, UserID: c.conn.UserID,
+		Status: store.StatusPending, CreatedAt: now.UnixMilli(), Action: action.Name,
+		Payload: payload, Metadata: c.msg.Metadata, Priority: priority, ProcessAfter: after.UnixMilli(),
+		TTL: now.Add(h.cfg.RequestTTL).Unix(),
+	}
+	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
+	existing, created, err := h.store.CreateRequest(ctx, req, sub, h.cfg.TenantMaxInflight)
+	switch {
+	case errors.Is(err, store.ErrTenantInflightLimit):
+		c.log.WarnContext(ctx, "tenant in-flight limit", "limit", h.cfg.TenantMaxInflight)
+		h.send(ctx, c, c.conn.ConnectionID, protocol.Error{Type: protocol.TypeError, RequestID: id, Error: protocol.ErrorBody{
+			Code: protocol.CodeRateLimited, Message: fmt.Sprintf("the tenant has %d unfinished requests, the limit; retry later", h.cfg.TenantMaxInflight),
+			Details: map[string]any{"retry_after_ms": 1000},
+		}})
+		return
+	case err != nil:
+		h.internal(ctx, c, c.conn.ConnectionID, "store request", err)
+		return
+	case created:
+		c.log.InfoContext(ctx, "request queued", "priority", priority, "process_after", req.ProcessAfter)
+		ack := protocol.Acknowledgment{Type: protocol.TypeAcknowledgment, RequestID: id, Status: "queued"}
+		if after.After(now) {
+			ack.Message = "scheduled for " + after.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		}
+		h.send(ctx, c, c.conn.ConnectionID, ack)
+		return
+	}
+	h.duplicate(ctx, c, action, existing)
+}
+
+// duplicate answers a request whose id the tenant already used.
+func (h *Handler) duplicate(ctx context.Context, c *call, action actions.Action, existing store.Request) {
+	c.log.InfoContext(ctx, "duplicate request id", "status", string(existing.Status))
+	if existing.Action != action.Name {
+		h.send(ctx, c, c.conn.ConnectionID, protocol.Error{Type: protocol.TypeError, RequestID: existing.ID, Error: protocol.ErrorBody{
+			Code: protocol.CodeValidation, Message: fmt.Sprintf("id %q is already used by a %q request", existing.ID, existing.Action),
+		}})
+		return
+	}
+	if existing.Status.Final() {
+		h.send(ctx, c, c.conn.ConnectionID, completeFrame(existing))
+		return
+	}
+	// A client that resubmits after reconnecting follows the request again.
+	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: existing.RequestID, TenantID: existing.TenantID,
+		CreatedAt: h.now().UnixMilli(), TTL: h.now().Add(h.cfg.ConnectionTTL).Unix()}
+	if err := h.store.PutSubscription(ctx, sub); err != nil {
+		h.internal(ctx, c, c.conn.ConnectionID, "subscribe duplicate", err)
+		return
+	}
+	h.send(ctx, c, c.conn.ConnectionID, protocol.Acknowledgment{
+		Type: protocol.TypeAcknowledgment, RequestID: existing.ID, Status: "queued",
+		Message: "duplicate id: the request is already " + string(existing.Status),
+	})
+}
+
+// completeFrame is the final frame of a finished request.
+func completeFrame(r store.Request) protocol.Complete {
+	f := protocol.Complete{Type: protocol.TypeComplete, RequestID: r.ID, Success: r.Status == store.StatusCompleted}
+	if f.Success {
+		f.Result = rawJSON(r.Result)
+	} else if r.Error != nil {
+		f.Error = &protocol.ErrorBody{Code: r.Error.Code, Message: r.Error.Message}
+	}
+	return f
+}

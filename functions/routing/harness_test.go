@@ -1,0 +1,195 @@
+package routing_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/auth"
+	"github.com/streamer-dev/streamer/functions/config"
+	"github.com/streamer-dev/streamer/functions/connections"
+	"github.com/streamer-dev/streamer/functions/connections/connectionstest"
+	"github.com/streamer-dev/streamer/functions/demo"
+	"github.com/streamer-dev/streamer/functions/notify"
+	"github.com/streamer-dev/streamer/functions/routing"
+	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/internal/ddbtest"
+)
+
+var testKey = auth.HMACKey{KID: "k1", Key: []byte("routing-test-key-0123456789abcdefghij")}
+
+// harness is a router on fresh DynamoDB Local tables with a recording
+// @connections server.
+type harness struct {
+	t     testing.TB
+	h     *routing.Handler
+	store *store.Store
+	conns *connectionstest.Server
+}
+
+type option func(*routing.Config, *float64)
+
+func withConfig(f func(*routing.Config)) option { return func(c *routing.Config, _ *float64) { f(c) } }
+func withRate(r float64) option                  { return func(_ *routing.Config, rate *float64) { *rate = r } }
+
+func newHarness(t testing.TB, opts ...option) *harness {
+	t.Helper()
+	env := ddbtest.Tables(t)
+	st := store.New(env.Client, config.Tables{Connections: env.Tables.Connections, Requests: env.Tables.Requests, Subscriptions: env.Tables.Subscriptions})
+	srv := connectionstest.NewServer(t)
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	verifier, err := auth.NewVerifier(context.Background(), auth.Config{HMAC: auth.StaticKeys{testKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := actions.NewRegistry()
+	demo.Register(reg)
+	registerTestActions(reg)
+	cfg := routing.Config{Endpoint: srv.URL}
+	rate := 0.0
+	for _, o := range opts {
+		o(&cfg, &rate)
+	}
+	var limiter routing.Limiter
+	if rate > 0 {
+		limiter = st.NewRateLimiter(rate)
+	}
+	notifier := func(ep string) routing.Notifier { return notify.New(connections.New(ep, aws.Config{}), st, logger) }
+	return &harness{t: t, h: routing.New(reg, st, limiter, verifier, notifier, cfg, logger), store: st, conns: srv}
+}
+
+// registerTestActions adds sync actions that misbehave in each way the router
+// must contain.
+func registerTestActions(reg *actions.Registry) {
+	sync := actions.Options{Mode: actions.Sync, Timeout: 200 * time.Millisecond}
+	reg.MustRegister("stuck", func(ctx context.Context, _ actions.Request, _ actions.Reporter) (any, error) {
+		time.Sleep(2 * time.Second) // ignores ctx
+		return "late", nil
+	}, sync)
+	reg.MustRegister("oops", func(context.Context, actions.Request, actions.Reporter) (any, error) {
+		return nil, errors.New("dial tcp 10.0.0.7:5432: connection refused")
+	}, sync)
+	reg.MustRegister("panics", func(context.Context, actions.Request, actions.Reporter) (any, error) {
+		panic("boom")
+	}, sync)
+	reg.MustRegister("picky", func(context.Context, actions.Request, actions.Reporter) (any, error) {
+		return nil, actions.Invalid("name is required")
+	}, sync)
+	reg.MustRegister("huge", func(context.Context, actions.Request, actions.Reporter) (any, error) {
+		return make([]byte, 40<<10), nil
+	}, sync)
+	reg.MustRegister("steps", func(_ context.Context, _ actions.Request, p actions.Reporter) (any, error) {
+		p.Report(50, "half", nil)
+		return "done", nil
+	}, sync)
+}
+
+func token(t testing.TB, claims jwt.MapClaims) string {
+	t.Helper()
+	base := jwt.MapClaims{"sub": "user-1", "tenant_id": "acme", "permissions": []string{"*"}, "exp": time.Now().Add(time.Hour).Unix()}
+	for k, v := range claims {
+		if v == nil {
+			delete(base, k)
+			continue
+		}
+		base[k] = v
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, base)
+	tok.Header["kid"] = testKey.KID
+	s, err := tok.SignedString(testKey.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func event(eventType, connID string) events.APIGatewayWebsocketProxyRequest {
+	var ev events.APIGatewayWebsocketProxyRequest
+	ev.RequestContext.EventType = eventType
+	ev.RequestContext.ConnectionID = connID
+	ev.RequestContext.RouteKey = map[string]string{"CONNECT": "$connect", "DISCONNECT": "$disconnect", "MESSAGE": "$default"}[eventType]
+	ev.RequestContext.DomainName = "example.execute-api.eu-west-1.amazonaws.com"
+	ev.RequestContext.Stage = "test"
+	ev.RequestContext.Identity.SourceIP = "192.0.2.10"
+	return ev
+}
+
+// connect sends $connect with the token in the query string and returns the status.
+func (hs *harness) connect(connID, tok string) int {
+	hs.t.Helper()
+	ev := event("CONNECT", connID)
+	if tok != "" {
+		ev.QueryStringParameters = map[string]string{"token": tok}
+	}
+	resp, err := hs.h.Handle(context.Background(), ev)
+	if err != nil {
+		hs.t.Fatalf("connect: %v", err)
+	}
+	return resp.StatusCode
+}
+
+// mustConnect connects with a token for tenant and permissions.
+func (hs *harness) mustConnect(connID, tenant string, permissions ...string) {
+	hs.t.Helper()
+	if len(permissions) == 0 {
+		permissions = []string{"*"}
+	}
+	if code := hs.connect(connID, token(hs.t, jwt.MapClaims{"tenant_id": tenant, "permissions": permissions})); code != 200 {
+		hs.t.Fatalf("connect %s: status %d", connID, code)
+	}
+}
+
+// send delivers a $default message and returns the frames posted to the
+// connection while handling it.
+func (hs *harness) send(connID string, msg any) []map[string]any {
+	hs.t.Helper()
+	body, ok := msg.(string)
+	if !ok {
+		b, err := json.Marshal(msg)
+		if err != nil {
+			hs.t.Fatal(err)
+		}
+		body = string(b)
+	}
+	before := len(hs.conns.Posts(connID))
+	ev := event("MESSAGE", connID)
+	ev.Body = body
+	resp, err := hs.h.Handle(context.Background(), ev)
+	if err != nil || resp.StatusCode != 200 {
+		hs.t.Fatalf("message: %d, %v", resp.StatusCode, err)
+	}
+	return hs.conns.Frames(hs.t, connID)[before:]
+}
+
+// one expects exactly one frame.
+func one(t testing.TB, frames []map[string]any) map[string]any {
+	t.Helper()
+	if len(frames) != 1 {
+		t.Fatalf("got %d frames %v, want 1", len(frames), frames)
+	}
+	return frames[0]
+}
+
+func errorCode(f map[string]any) string {
+	if f["type"] != "error" {
+		return ""
+	}
+	body, _ := f["error"].(map[string]any)
+	code, _ := body["code"].(string)
+	return code
+}
+
+func errorMessage(f map[string]any) string {
+	body, _ := f["error"].(map[string]any)
+	msg, _ := body["message"].(string)
+	return msg
+}

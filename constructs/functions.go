@@ -118,8 +118,8 @@ func (c *StreamerConstruct) newFunction(f function, s settings) (awslambda.Funct
 	return fn, logs
 }
 
-// tableEnv names the three tables for the Lambdas.
-func (c *StreamerConstruct) tableEnv() map[string]string {
+// commonEnv names the three tables and the @connections endpoint for both Lambdas.
+func (c *StreamerConstruct) commonEnv() map[string]string {
 	return map[string]string{
 		config.EnvConnectionsTable:    *c.ConnectionsTable.TableName(),
 		config.EnvRequestsTable:       *c.RequestsTable.TableName(),
@@ -135,7 +135,7 @@ func seconds(v float64) string { return itoa(v) + "s" }
 // tables read/write (indexes included), @connections on this API, and read on
 // the JWT secret.
 func (c *StreamerConstruct) newRouter(s settings) {
-	env := c.tableEnv()
+	env := c.commonEnv()
 	env[config.EnvRateLimit] = itoa(s.connRate)
 	env[config.EnvTenantMaxInflight] = itoa(s.tenantInflight)
 	env[config.EnvTenantMaxConnections] = itoa(s.tenantConns)
@@ -177,7 +177,7 @@ func (c *StreamerConstruct) newRouter(s settings) {
 // newProcessor creates the processor with its two event sources — the
 // filtered requests stream and the retry queue — and its grants.
 func (c *StreamerConstruct) newProcessor(s settings) {
-	env := c.tableEnv()
+	env := c.commonEnv()
 	env[config.EnvRetryQueueURL] = *c.RetryQueue.QueueUrl()
 	env[config.EnvDeadLetterQueueURL] = *c.DeadLetterQueue.QueueUrl()
 	env[config.EnvProcessorConcurrency] = itoa(s.processorConcurrency)

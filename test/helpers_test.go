@@ -136,3 +136,12 @@ func mustPanic(t *testing.T, f func()) (msg string) {
 	f()
 	return ""
 }
+
+// failOnPanic turns a panic of a failed assertions.Template check (jsii
+// reports them as panics) into a failure of this test only. Use it deferred.
+func failOnPanic(t *testing.T) {
+	t.Helper()
+	if r := recover(); r != nil {
+		t.Fatalf("%v", r)
+	}
+}

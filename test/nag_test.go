@@ -9,6 +9,7 @@ import (
 
 // TestNagAwsSolutions fails on every unsuppressed AwsSolutions error.
 func TestNagAwsSolutions(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	errs := s.nag.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
 	for _, e := range *errs {

@@ -15,6 +15,7 @@ import (
 )
 
 func TestWebSocketAPI(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	s.template.ResourceCountIs(jsii.String("AWS::ApiGatewayV2::Api"), jsii.Number(1))
@@ -58,6 +59,7 @@ func TestWebSocketAPI(t *testing.T) {
 }
 
 func TestTables(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	s.template.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(3))
@@ -117,6 +119,7 @@ func TestTables(t *testing.T) {
 }
 
 func TestFunctions(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	tableEnv := map[string]any{
@@ -182,6 +185,7 @@ func TestFunctions(t *testing.T) {
 }
 
 func TestEventSourceMappings(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	var filters []any
@@ -213,6 +217,7 @@ func TestEventSourceMappings(t *testing.T) {
 }
 
 func TestQueues(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	queues := resources(t, s.template, "AWS::SQS::Queue")
@@ -252,6 +257,7 @@ func TestQueues(t *testing.T) {
 }
 
 func TestIAMLeastPrivilege(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	rw := "dynamodb:BatchGetItem,dynamodb:BatchWriteItem,dynamodb:ConditionCheckItem,dynamodb:DeleteItem," +
@@ -309,6 +315,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 }
 
 func TestAlarms(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	c := s.stack.Streamer
 	topic := map[string]any{"Ref": logicalID(s, s.stack.AlarmTopic)}
@@ -363,6 +370,7 @@ func TestAlarms(t *testing.T) {
 }
 
 func TestDashboard(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	s.template.ResourceCountIs(jsii.String("AWS::CloudWatch::Dashboard"), jsii.Number(1))
 	for _, d := range resources(t, s.template, "AWS::CloudWatch::Dashboard") {
@@ -376,6 +384,7 @@ func TestDashboard(t *testing.T) {
 }
 
 func TestOutputs(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	outputs := s.template.FindOutputs(jsii.String("*"), nil)
 	var got []string
@@ -404,6 +413,7 @@ var physicalNameKeys = []string{"TableName", "FunctionName", "QueueName", "RoleN
 	"TopicName", "DashboardName", "AlarmName", "Name", "PolicyName"}
 
 func TestNoPhysicalNames(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	tmpl := s.template.ToJSON()
 	for id, r := range (*tmpl)["Resources"].(map[string]any) {

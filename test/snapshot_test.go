@@ -15,6 +15,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // TestSnapshot compares the synthesized template, asset hashes masked, with
 // testdata/streamer-stack.json; go test ./test -run Snapshot -update rewrites it.
 func TestSnapshot(t *testing.T) {
+	defer failOnPanic(t)
 	s := streamerStack(t)
 	got, err := streamer.TemplateSnapshot(s.stack.Stack)
 	if err != nil {

@@ -22,6 +22,7 @@ func contextStack(t *testing.T, context map[string]any) *stacks.StreamerStack {
 // TestStackContext covers the context switches of the deployable stack:
 // the API Gateway CloudWatch role and throwaway (destroy) stacks.
 func TestStackContext(t *testing.T) {
+	defer failOnPanic(t)
 	s := contextStack(t, map[string]any{
 		stacks.ContextAPIGatewayCloudWatchRole: "true",
 		stacks.ContextRemovalPolicy:            "destroy",

@@ -15,6 +15,7 @@ import (
 // TestCustomerKeyJWKSAndDestroy synthesizes the other branches of the props:
 // a customer KMS key, JWKS tokens instead of a secret, and DESTROY removal.
 func TestCustomerKeyJWKSAndDestroy(t *testing.T) {
+	defer failOnPanic(t)
 	stack := awscdk.NewStack(awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())}), jsii.String("Variant"), nil)
 	key := awskms.NewKey(stack, jsii.String("Key"), &awskms.KeyProps{EnableKeyRotation: jsii.Bool(true)})
 	c := streamer.NewStreamerConstruct(stack, jsii.String("Streamer"), &streamer.StreamerConstructProps{

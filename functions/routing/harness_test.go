@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/streamer-dev/streamer/functions/actions"
@@ -33,6 +34,7 @@ type harness struct {
 	t     testing.TB
 	h     *routing.Handler
 	store *store.Store
+	db    *dynamodb.Client
 	conns *connectionstest.Server
 }
 
@@ -64,7 +66,7 @@ func newHarness(t testing.TB, opts ...option) *harness {
 		limiter = st.NewRateLimiter(rate)
 	}
 	notifier := func(ep string) routing.Notifier { return notify.New(connections.New(ep, aws.Config{}), st, logger) }
-	return &harness{t: t, h: routing.New(reg, st, limiter, verifier, notifier, cfg, logger), store: st, conns: srv}
+	return &harness{t: t, h: routing.New(reg, st, limiter, verifier, notifier, cfg, logger), store: st, db: env.Client, conns: srv}
 }
 
 // registerTestActions adds sync actions that misbehave in each way the router

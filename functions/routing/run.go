@@ -19,10 +19,10 @@ func (h *Handler) runSync(ctx context.Context, c *call, action actions.Action) {
 	timeout := min(action.Options.Timeout, h.cfg.SyncTimeout)
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	id := c.msg.ID
-	if id == "" {
-		id = newID()
+	if c.msg.ID == "" {
+		c.msg.ID = newID()
 	}
+	id := c.msg.ID
 	req := actions.Request{
 		ID: id, Action: action.Name, TenantID: c.conn.TenantID, UserID: c.conn.UserID,
 		ConnectionID: c.conn.ConnectionID, Payload: c.msg.Payload, Metadata: c.msg.Metadata, Attempt: 1,
@@ -75,6 +75,9 @@ type syncReporter struct {
 }
 
 func (r *syncReporter) Report(percent float64, message string, metadata map[string]any) {
+	if r.ctx.Err() != nil {
+		return // the caller already got the answer (TIMEOUT)
+	}
 	r.h.send(r.ctx, r.call, r.call.conn.ConnectionID, protocol.Progress{
 		Type: protocol.TypeProgress, RequestID: r.requestID, Percentage: min(max(percent, 0), 100), Message: message, Metadata: metadata,
 	})
@@ -98,11 +101,11 @@ func (h *Handler) submit(ctx context.Context, c *call, action actions.Action) {
 		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, err.Error(), nil)
 		return
 	}
-	id := c.msg.ID
-	if id == "" {
-		id = newID()
-		c.log = c.log.With("request_id", id)
+	if c.msg.ID == "" {
+		c.msg.ID = newID()
+		c.log = c.log.With("request_id", c.msg.ID)
 	}
+	id := c.msg.ID
 	payload := "{}"
 	if len(c.msg.Payload) > 0 {
 		payload = string(c.msg.Payload)

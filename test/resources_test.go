@@ -437,3 +437,22 @@ func TestNoPhysicalNames(t *testing.T) {
 		}
 	}
 }
+
+// TestJWTSecret checks the generated signing secret: the flat format the
+// router reads (config.EnvJWTSecretARN), a 64-character key, and retention.
+func TestJWTSecret(t *testing.T) {
+	defer failOnPanic(t)
+	s := streamerStack(t)
+	s.template.ResourceCountIs(jsii.String("AWS::SecretsManager::Secret"), jsii.Number(1))
+	s.template.HasResource(jsii.String("AWS::SecretsManager::Secret"), map[string]any{
+		"DeletionPolicy": "Retain",
+		"Properties": assertions.Match_ObjectLike(&map[string]any{
+			"GenerateSecretString": assertions.Match_ObjectEquals(&map[string]any{
+				"SecretStringTemplate": `{"kid":"v1"}`,
+				"GenerateStringKey":    "key",
+				"PasswordLength":       64,
+				"ExcludePunctuation":   true,
+			}),
+		}),
+	})
+}

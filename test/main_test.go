@@ -55,8 +55,6 @@ func streamerStack(t *testing.T) synthesized {
 }
 
 func TestMain(m *testing.M) {
-	// Node 20 works; hide jsii's banner about it (the Makefile sets this too).
-	os.Setenv("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 	code := m.Run()
 	jsii.Close()
 	os.Exit(code)

@@ -63,7 +63,8 @@ func (s *Store) DeleteSubscription(ctx context.Context, connectionID, requestKey
 // RequestSubscriptions returns the unexpired subscriptions to the request with
 // table key requestKey, from the request-subs index.
 func (s *Store) RequestSubscriptions(ctx context.Context, requestKey string) ([]Subscription, error) {
-	subs, err := s.querySubscriptions(ctx, schema.IndexRequestSubs, schema.AttrRequestID, requestKey)
+	subs, err := s.querySubscriptions(ctx, schema.IndexRequestSubs, schema.AttrRequestID, requestKey,
+		schema.AttrSubscriptionID, schema.AttrConnectionID, schema.AttrRequestID, schema.AttrTenantID, "EventTypes", schema.AttrTTL)
 	if err != nil {
 		return nil, wrap("request subscriptions", err)
 	}
@@ -72,7 +73,7 @@ func (s *Store) RequestSubscriptions(ctx context.Context, requestKey string) ([]
 
 // DeleteConnectionSubscriptions deletes every subscription of a connection.
 func (s *Store) DeleteConnectionSubscriptions(ctx context.Context, connectionID string) error {
-	subs, err := s.querySubscriptions(ctx, schema.IndexConnectionSubs, schema.AttrConnectionID, connectionID)
+	subs, err := s.querySubscriptions(ctx, schema.IndexConnectionSubs, schema.AttrConnectionID, connectionID, schema.AttrSubscriptionID)
 	if err != nil {
 		return wrap("delete connection subscriptions", err)
 	}
@@ -86,8 +87,16 @@ func (s *Store) DeleteConnectionSubscriptions(ctx context.Context, connectionID 
 	return nil
 }
 
-func (s *Store) querySubscriptions(ctx context.Context, index, keyAttr, key string) ([]Subscription, error) {
-	expr, err := expression.NewBuilder().WithKeyCondition(expression.Key(keyAttr).Equal(expression.Value(key))).Build()
+// querySubscriptions reads the subscriptions of one index partition, only the
+// attributes named by fields.
+func (s *Store) querySubscriptions(ctx context.Context, index, keyAttr, key string, fields ...string) ([]Subscription, error) {
+	proj := expression.NamesList(expression.Name(fields[0]))
+	for _, f := range fields[1:] {
+		proj = proj.AddNames(expression.Name(f))
+	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(keyAttr).Equal(expression.Value(key))).
+		WithProjection(proj).Build()
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +104,7 @@ func (s *Store) querySubscriptions(ctx context.Context, index, keyAttr, key stri
 		TableName:                 aws.String(s.tables.Subscriptions),
 		IndexName:                 aws.String(index),
 		KeyConditionExpression:    expr.KeyCondition(),
+		ProjectionExpression:      expr.Projection(),
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 	})

@@ -52,10 +52,17 @@ func (s *Store) ReleaseInflightTx(tenantID string) types.TransactWriteItem {
 // TenantCounters returns tenantID's open connections and in-flight requests as
 // counted by its counter item.
 func (s *Store) TenantCounters(ctx context.Context, tenantID string) (connections, inflight int, err error) {
+	proj, err := expression.NewBuilder().WithProjection(expression.NamesList(
+		expression.Name(AttrTenantConnections), expression.Name(AttrTenantInflight))).Build()
+	if err != nil {
+		return 0, 0, wrap("get tenant counters", err)
+	}
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.tables.Connections),
-		Key:            s.counterKey(tenantID),
-		ConsistentRead: aws.Bool(true),
+		TableName:                aws.String(s.tables.Connections),
+		Key:                      s.counterKey(tenantID),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     proj.Projection(),
+		ExpressionAttributeNames: proj.Names(),
 	})
 	if err != nil {
 		return 0, 0, wrap("get tenant counters", err)

@@ -41,7 +41,7 @@ type harness struct {
 type option func(*routing.Config, *float64)
 
 func withConfig(f func(*routing.Config)) option { return func(c *routing.Config, _ *float64) { f(c) } }
-func withRate(r float64) option                  { return func(_ *routing.Config, rate *float64) { *rate = r } }
+func withRate(r float64) option                 { return func(_ *routing.Config, rate *float64) { *rate = r } }
 
 func newHarness(t testing.TB, opts ...option) *harness {
 	t.Helper()

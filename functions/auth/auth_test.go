@@ -235,3 +235,21 @@ func TestTokenFromRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestIssue(t *testing.T) {
+	t.Parallel()
+	v := must(NewVerifier(context.Background(), Config{HMAC: StaticKeys{current, prev}}))
+	for _, key := range []HMACKey{current, prev} {
+		tok, err := Issue(key, Identity{UserID: "u", TenantID: "t", Permissions: []string{"*"}}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.Verify(context.Background(), tok)
+		if err != nil || got.UserID != "u" || got.TenantID != "t" || !got.Allows("anything") {
+			t.Errorf("Verify(Issue(%s)) = %+v, %v", key.KID, got, err)
+		}
+	}
+	if _, err := Issue(current, Identity{UserID: "u"}, time.Minute); err == nil {
+		t.Error("Issue without a tenant succeeded")
+	}
+}

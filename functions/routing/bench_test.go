@@ -22,21 +22,29 @@ import (
 // one PutItem of the same request item on the same DynamoDB Local. It reports
 // p50/p99 of both and the p50 ratio (the target is at most 2).
 func BenchmarkRouterAck(b *testing.B) {
-	benchRouter(b, func(i int) string {
-		return fmt.Sprintf(`{"action":"delay","id":"b%d","payload":{"seconds":1,"steps":2}}`, i)
-	})
+	benchRouter(b, 1e9, ackMessage)
+}
+
+// BenchmarkRouterAckNoRateLimit is BenchmarkRouterAck with the per-connection
+// rate limit off (STREAMER_RATE_LIMIT=0): the cost of the limiter's write.
+func BenchmarkRouterAckNoRateLimit(b *testing.B) {
+	benchRouter(b, 0, ackMessage)
+}
+
+func ackMessage(i int) string {
+	return fmt.Sprintf(`{"action":"delay","id":"b%d","payload":{"seconds":1,"steps":2}}`, i)
 }
 
 // BenchmarkRouterEcho measures a sync action answered inline (rate-limit
 // update, handler, post) against the same PutItem baseline.
 func BenchmarkRouterEcho(b *testing.B) {
-	benchRouter(b, func(i int) string {
+	benchRouter(b, 1e9, func(i int) string {
 		return fmt.Sprintf(`{"action":"echo","id":"e%d","payload":{"n":%d}}`, i, i)
 	})
 }
 
-func benchRouter(b *testing.B, message func(i int) string) {
-	hs := newHarness(b, withRate(1e9), withConfig(func(c *routing.Config) { c.TenantMaxInflight = 1 << 30 }))
+func benchRouter(b *testing.B, rate float64, message func(i int) string) {
+	hs := newHarness(b, withRate(rate), withConfig(func(c *routing.Config) { c.TenantMaxInflight = 1 << 30 }))
 	hs.mustConnect("bench", "acme")
 	env := hs.store.Tables()
 	ctx := context.Background()

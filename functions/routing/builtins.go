@@ -13,10 +13,10 @@ import (
 // ping records the heartbeat (LastPing, TTL) and answers with a pong.
 func (h *Handler) ping(ctx context.Context, c *call) {
 	if err := h.store.TouchConnection(ctx, c.conn.ConnectionID, h.cfg.ConnectionTTL); err != nil && !errors.Is(err, store.ErrNotFound) {
-		h.internal(ctx, c, c.conn.ConnectionID, "ping", err)
+		h.internal(ctx, c, "ping", err)
 		return
 	}
-	h.send(ctx, c, c.conn.ConnectionID, protocol.Pong{Type: protocol.TypePong, RequestID: c.msg.ID})
+	h.send(ctx, c, protocol.Pong{Type: protocol.TypePong, RequestID: c.msg.ID})
 }
 
 // target parses the request a built-in action names and reads it within the
@@ -25,16 +25,16 @@ func (h *Handler) target(ctx context.Context, c *call) (protocol.Target, store.R
 	t, err := protocol.ParseTarget(c.msg.ID, c.msg.Payload)
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {
-		h.send(ctx, c, c.conn.ConnectionID, ve.Frame())
+		h.send(ctx, c, ve.Frame())
 		return t, store.Request{}, false
 	}
 	r, err := h.store.GetRequest(ctx, c.conn.TenantID, t.RequestID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeNotFound, fmt.Sprintf("no request %q", t.RequestID), nil)
+		h.fail(ctx, c, protocol.CodeNotFound, fmt.Sprintf("no request %q", t.RequestID), nil)
 		return t, r, false
 	case err != nil:
-		h.internal(ctx, c, c.conn.ConnectionID, "read request", err)
+		h.internal(ctx, c, "read request", err)
 		return t, r, false
 	}
 	return t, r, true
@@ -49,14 +49,14 @@ func (h *Handler) subscribe(ctx context.Context, c *call) {
 	}
 	if r.Status.Final() {
 		h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "status": r.Status})
-		h.send(ctx, c, c.conn.ConnectionID, completeFrame(r))
+		h.send(ctx, c, completeFrame(r))
 		return
 	}
 	now := h.now()
 	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: r.RequestID, TenantID: r.TenantID,
 		EventTypes: t.EventTypes, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
 	if err := h.store.PutSubscription(ctx, sub); err != nil {
-		h.internal(ctx, c, c.conn.ConnectionID, "subscribe", err)
+		h.internal(ctx, c, "subscribe", err)
 		return
 	}
 	data := map[string]any{"request_id": r.ID, "status": r.Status, "subscribed": true}
@@ -73,7 +73,7 @@ func (h *Handler) unsubscribe(ctx context.Context, c *call) {
 		return
 	}
 	if _, err := h.store.DeleteSubscription(ctx, c.conn.ConnectionID, r.RequestID); err != nil {
-		h.internal(ctx, c, c.conn.ConnectionID, "unsubscribe", err)
+		h.internal(ctx, c, "unsubscribe", err)
 		return
 	}
 	h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "subscribed": false})
@@ -123,19 +123,19 @@ func (h *Handler) cancel(ctx context.Context, c *call) {
 	t, err := protocol.ParseTarget(c.msg.ID, c.msg.Payload)
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {
-		h.send(ctx, c, c.conn.ConnectionID, ve.Frame())
+		h.send(ctx, c, ve.Frame())
 		return
 	}
 	r, err := h.store.CancelRequest(ctx, c.conn.TenantID, t.RequestID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeNotFound, fmt.Sprintf("no request %q", t.RequestID), nil)
+		h.fail(ctx, c, protocol.CodeNotFound, fmt.Sprintf("no request %q", t.RequestID), nil)
 		return
 	case errors.Is(err, store.ErrFinal):
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, fmt.Sprintf("request %q is already %s", t.RequestID, r.Status), nil)
+		h.fail(ctx, c, protocol.CodeValidation, fmt.Sprintf("request %q is already %s", t.RequestID, r.Status), nil)
 		return
 	case err != nil:
-		h.internal(ctx, c, c.conn.ConnectionID, "cancel", err)
+		h.internal(ctx, c, "cancel", err)
 		return
 	}
 	c.log.InfoContext(ctx, "request cancelled", "target", t.RequestID)

@@ -33,6 +33,7 @@ var testKey = auth.HMACKey{KID: "k1", Key: []byte("routing-test-key-0123456789ab
 type harness struct {
 	t     testing.TB
 	h     *routing.Handler
+	build func() *routing.Handler
 	store *store.Store
 	db    *dynamodb.Client
 	conns *connectionstest.Server
@@ -61,12 +62,23 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	for _, o := range opts {
 		o(&cfg, &rate)
 	}
-	var limiter routing.Limiter
-	if rate > 0 {
-		limiter = st.NewRateLimiter(rate)
-	}
 	notifier := func(ep string) routing.Notifier { return notify.New(connections.New(ep, aws.Config{}), st, logger) }
-	return &harness{t: t, h: routing.New(reg, st, limiter, verifier, notifier, cfg, logger), store: st, db: env.Client, conns: srv}
+	build := func() *routing.Handler {
+		var limiter routing.Limiter
+		if rate > 0 {
+			limiter = st.NewRateLimiter(rate)
+		}
+		return routing.New(reg, st, limiter, verifier, notifier, cfg, logger)
+	}
+	return &harness{t: t, h: build(), build: build, store: st, db: env.Client, conns: srv}
+}
+
+// twin returns a harness with a second router instance (its own caches) on
+// the same tables and @connections server, like another Lambda instance.
+func (hs *harness) twin() *harness {
+	tw := *hs
+	tw.h = hs.build()
+	return &tw
 }
 
 // registerTestActions adds sync actions that misbehave in each way the router

@@ -22,6 +22,7 @@ import (
 
 // call is one message being answered.
 type call struct {
+	connID   string
 	msg      protocol.Message
 	conn     store.Connection
 	notifier Notifier
@@ -32,26 +33,34 @@ type call struct {
 // client; nothing is returned to API Gateway.
 func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, log *slog.Logger) {
 	start := h.now()
-	c := &call{notifier: h.notifierFor(ev), log: log}
-	connID := ev.RequestContext.ConnectionID
+	c := &call{connID: ev.RequestContext.ConnectionID, notifier: h.notifierFor(ev), log: log}
 	msg, err := protocol.Parse([]byte(ev.Body), h.cfg.MaxPayloadBytes)
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {
 		log.InfoContext(ctx, "invalid message", "reason", ve.Message)
-		h.send(ctx, c, connID, ve.Frame())
+		h.send(ctx, c, ve.Frame())
 		return
 	}
 	c.msg = msg
 	c.log = log.With("action", msg.Action, "request_id", msg.ID)
+	h.dispatch(ctx, c)
+	c.log.DebugContext(ctx, "message handled", "latency_ms", h.now().Sub(start).Milliseconds())
+}
 
-	adm, err := h.admit(ctx, connID)
+// dispatch admits a valid message — the caller's connection and its rate
+// limit — and routes it.
+func (h *Handler) dispatch(ctx context.Context, c *call) {
+	if h.submitReserved(ctx, c) {
+		return
+	}
+	adm, err := h.admit(ctx, c.connID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		c.log.WarnContext(ctx, "message from an unknown connection")
-		h.fail(ctx, c, connID, protocol.CodeUnauthorized, "connection is not registered; reconnect", nil)
+		h.fail(ctx, c, protocol.CodeUnauthorized, "connection is not registered; reconnect", nil)
 		return
 	case err != nil:
-		h.internal(ctx, c, connID, "admit message", err)
+		h.internal(ctx, c, "admit message", err)
 		return
 	}
 	c.conn = adm.Connection
@@ -59,11 +68,10 @@ func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProx
 	if adm.RetryAfter > 0 {
 		ms := max(1, adm.RetryAfter.Milliseconds())
 		c.log.InfoContext(ctx, "rate limited", "retry_after_ms", ms)
-		h.fail(ctx, c, connID, protocol.CodeRateLimited, "too many messages; slow down", map[string]any{"retry_after_ms": ms})
+		h.fail(ctx, c, protocol.CodeRateLimited, "too many messages; slow down", map[string]any{"retry_after_ms": ms})
 		return
 	}
 	h.route(ctx, c)
-	c.log.DebugContext(ctx, "message handled", "latency_ms", h.now().Sub(start).Milliseconds())
 }
 
 func (h *Handler) route(ctx context.Context, c *call) {
@@ -86,12 +94,12 @@ func (h *Handler) route(ctx context.Context, c *call) {
 	}
 	action, ok := h.reg.Lookup(c.msg.Action)
 	if !ok {
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, fmt.Sprintf("unknown action %q", c.msg.Action), nil)
+		h.fail(ctx, c, protocol.CodeValidation, fmt.Sprintf("unknown action %q", c.msg.Action), nil)
 		return
 	}
 	if !(auth.Identity{Permissions: c.conn.Permissions}).Allows(action.Name) {
 		c.log.InfoContext(ctx, "action not permitted")
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeUnauthorized, fmt.Sprintf("not permitted to run %q", action.Name), nil)
+		h.fail(ctx, c, protocol.CodeUnauthorized, fmt.Sprintf("not permitted to run %q", action.Name), nil)
 		return
 	}
 	if action.Options.Mode == actions.Sync {
@@ -103,8 +111,8 @@ func (h *Handler) route(ctx context.Context, c *call) {
 
 // send delivers a frame to a connection; failures are logged (a gone
 // connection was already cleaned up by the notifier).
-func (h *Handler) send(ctx context.Context, c *call, connID string, frame any) {
-	err := c.notifier.Send(ctx, connID, frame)
+func (h *Handler) send(ctx context.Context, c *call, frame any) {
+	err := c.notifier.Send(ctx, c.connID, frame)
 	switch {
 	case err == nil:
 	case errors.Is(err, connections.ErrGone):
@@ -115,8 +123,8 @@ func (h *Handler) send(ctx context.Context, c *call, connID string, frame any) {
 }
 
 // fail sends an error frame answering the current message.
-func (h *Handler) fail(ctx context.Context, c *call, connID, code, message string, details map[string]any) {
-	h.send(ctx, c, connID, protocol.Error{
+func (h *Handler) fail(ctx context.Context, c *call, code, message string, details map[string]any) {
+	h.send(ctx, c, protocol.Error{
 		Type:      protocol.TypeError,
 		RequestID: c.msg.ID,
 		Error:     protocol.ErrorBody{Code: code, Message: message, Details: details},
@@ -125,21 +133,21 @@ func (h *Handler) fail(ctx context.Context, c *call, connID, code, message strin
 
 // internal logs err and sends a generic INTERNAL_ERROR frame: clients never
 // see internals.
-func (h *Handler) internal(ctx context.Context, c *call, connID, op string, err error) {
+func (h *Handler) internal(ctx context.Context, c *call, op string, err error) {
 	c.log.ErrorContext(ctx, op, "error", err)
-	h.fail(ctx, c, connID, protocol.CodeInternal, "internal error; try again later", nil)
+	h.fail(ctx, c, protocol.CodeInternal, "internal error; try again later", nil)
 }
 
 // respond sends a response frame answering the current message. A response
 // too large for one frame is replaced by an error frame.
 func (h *Handler) respond(ctx context.Context, c *call, success bool, data any) {
 	resp := protocol.Response{Type: protocol.TypeResponse, RequestID: c.msg.ID, Success: success, Data: data}
-	err := c.notifier.Send(ctx, c.conn.ConnectionID, resp)
+	err := c.notifier.Send(ctx, c.connID, resp)
 	switch {
 	case err == nil:
 	case errors.Is(err, connections.ErrTooLarge):
 		c.log.WarnContext(ctx, "response too large", "error", err)
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeInternal,
+		h.fail(ctx, c, protocol.CodeInternal,
 			fmt.Sprintf("the response exceeds the %d KB frame limit", connections.MaxFrameBytes>>10), nil)
 	case errors.Is(err, connections.ErrGone):
 		c.log.InfoContext(ctx, "connection gone while answering")

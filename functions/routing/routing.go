@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/streamer-dev/streamer/functions/actions"
 	"github.com/streamer-dev/streamer/functions/auth"
@@ -30,7 +31,7 @@ type Store interface {
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
 	TouchConnection(ctx context.Context, id string, ttl time.Duration) error
 	RemoveConnection(ctx context.Context, id string) error
-	CreateRequest(ctx context.Context, r store.Request, sub store.Subscription, maxInflight int) (store.Request, bool, error)
+	CreateRequest(ctx context.Context, r store.Request, sub store.Subscription, maxInflight int, extra ...types.TransactWriteItem) (store.Request, bool, error)
 	GetRequest(ctx context.Context, tenantID, id string) (store.Request, error)
 	CancelRequest(ctx context.Context, tenantID, id string) (store.Request, error)
 	PutSubscription(ctx context.Context, sub store.Subscription) error
@@ -40,6 +41,7 @@ type Store interface {
 // Limiter is the per-connection rate limiter (*store.RateLimiter).
 type Limiter interface {
 	Take(ctx context.Context, connectionID string) (store.Admission, error)
+	Reserve(connectionID string) (store.Reservation, bool)
 	Forget(connectionID string)
 }
 

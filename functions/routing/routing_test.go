@@ -330,3 +330,41 @@ func TestGoneConnectionIsRemoved(t *testing.T) {
 		t.Errorf("gone connection still stored: %v", err)
 	}
 }
+
+func TestRateLimitAcrossInstances(t *testing.T) {
+	t.Parallel()
+	a := newHarness(t, withRate(1)) // 1/s, burst 2
+	b := a.twin()
+	a.mustConnect("c1", "acme")
+	// Each instance admits one ping, using the burst of 2 between them.
+	for _, hs := range []*harness{a, b} {
+		if f := one(t, hs.send("c1", `{"action":"ping"}`)); f["type"] != "pong" {
+			t.Fatalf("ping %v", f)
+		}
+	}
+	// Instance a's cache is stale: its async fast path must not admit.
+	f := one(t, a.send("c1", `{"action":"delay","id":"r1","payload":{"seconds":1}}`))
+	if errorCode(f) != "RATE_LIMITED" || f["request_id"] != "r1" {
+		t.Errorf("third message %v, want RATE_LIMITED", f)
+	}
+	if _, err := a.store.GetRequest(context.Background(), "acme", "r1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rate-limited request stored: %v", err)
+	}
+}
+
+func TestRateLimitOnAsyncFastPath(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, withRate(1))
+	hs.mustConnect("c1", "acme")
+	one(t, hs.send("c1", `{"action":"ping"}`)) // warms the limiter's cache
+	if f := one(t, hs.send("c1", `{"action":"delay","id":"r1","payload":{"seconds":1}}`)); f["type"] != "acknowledgment" {
+		t.Fatalf("second message %v, want an acknowledgment", f)
+	}
+	if f := one(t, hs.send("c1", `{"action":"delay","id":"r2","payload":{"seconds":1}}`)); errorCode(f) != "RATE_LIMITED" {
+		t.Errorf("third message %v, want RATE_LIMITED", f)
+	}
+	// The fast path charged the table, not only the cache: a fresh instance agrees.
+	if f := one(t, hs.twin().send("c1", `{"action":"ping"}`)); errorCode(f) != "RATE_LIMITED" {
+		t.Errorf("fresh instance %v, want RATE_LIMITED", f)
+	}
+}

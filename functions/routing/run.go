@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 )
@@ -56,12 +58,12 @@ func (h *Handler) runSync(ctx context.Context, c *call, action actions.Action) {
 		if code == "" {
 			code = protocol.CodeValidation
 		}
-		h.fail(ctx, c, c.conn.ConnectionID, code, ue.Message, nil)
+		h.fail(ctx, c, code, ue.Message, nil)
 	case errors.Is(out.err, context.DeadlineExceeded) && runCtx.Err() != nil:
 		c.log.WarnContext(ctx, "sync action timed out", "timeout", timeout.String())
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeTimeout, fmt.Sprintf("%s did not finish within %s", action.Name, timeout), nil)
+		h.fail(ctx, c, protocol.CodeTimeout, fmt.Sprintf("%s did not finish within %s", action.Name, timeout), nil)
 	default:
-		h.internal(ctx, c, c.conn.ConnectionID, "sync action failed", out.err)
+		h.internal(ctx, c, "sync action failed", out.err)
 	}
 }
 
@@ -78,7 +80,7 @@ func (r *syncReporter) Report(percent float64, message string, metadata map[stri
 	if r.ctx.Err() != nil {
 		return // the caller already got the answer (TIMEOUT)
 	}
-	r.h.send(r.ctx, r.call, r.call.conn.ConnectionID, protocol.Progress{
+	r.h.send(r.ctx, r.call, protocol.Progress{
 		Type: protocol.TypeProgress, RequestID: r.requestID, Percentage: min(max(percent, 0), 100), Message: message, Metadata: metadata,
 	})
 }
@@ -95,74 +97,117 @@ func (r *syncReporter) Checkpoint(state any) error {
 // A duplicate id of the same tenant starts no work: the caller gets the
 // existing request's acknowledgment, or its final frame when it is finished.
 func (h *Handler) submit(ctx context.Context, c *call, action actions.Action) {
+	req, sub, err := h.newRequest(c, action)
+	if err != nil {
+		h.fail(ctx, c, protocol.CodeValidation, err.Error(), nil)
+		return
+	}
+	existing, created, err := h.store.CreateRequest(ctx, req, sub, h.cfg.TenantMaxInflight)
+	switch {
+	case errors.Is(err, store.ErrTenantInflightLimit):
+		c.log.WarnContext(ctx, "tenant in-flight limit", "limit", h.cfg.TenantMaxInflight)
+		h.send(ctx, c, protocol.Error{Type: protocol.TypeError, RequestID: req.ID, Error: protocol.ErrorBody{
+			Code: protocol.CodeRateLimited, Message: fmt.Sprintf("the tenant has %d unfinished requests, the limit; retry later", h.cfg.TenantMaxInflight),
+			Details: map[string]any{"retry_after_ms": 1000},
+		}})
+	case err != nil:
+		h.internal(ctx, c, "store request", err)
+	case created:
+		h.acknowledge(ctx, c, req)
+	default:
+		h.duplicate(ctx, c, action, existing)
+	}
+}
+
+// submitReserved is the hot path of an async request from a connection the
+// rate limiter's cache admits: the rate-limit write joins the request's
+// transaction, saving a round trip. It reports false — having sent nothing —
+// whenever the ordinary path must decide: a stale cache, a duplicate id, a
+// limit, an invalid message or an error.
+func (h *Handler) submitReserved(ctx context.Context, c *call) bool {
+	if h.limiter == nil {
+		return false
+	}
+	action, ok := h.reg.Lookup(c.msg.Action)
+	if !ok || action.Options.Mode != actions.Async {
+		return false
+	}
+	res, ok := h.limiter.Reserve(c.connID)
+	if !ok || !(auth.Identity{Permissions: res.Connection.Permissions}).Allows(action.Name) {
+		return false
+	}
+	c.conn = res.Connection
+	req, sub, err := h.newRequest(c, action)
+	if err != nil {
+		return false
+	}
+	if _, created, err := h.store.CreateRequest(ctx, req, sub, h.cfg.TenantMaxInflight, res.Tx); err != nil || !created {
+		return false
+	}
+	res.Commit()
+	c.log = c.log.With("tenant", c.conn.TenantID, "user_id", c.conn.UserID)
+	h.acknowledge(ctx, c, req)
+	return true
+}
+
+// newRequest builds the PENDING request for the current message and the
+// caller's subscription to it, giving the message an id when it has none.
+func (h *Handler) newRequest(c *call, action actions.Action) (store.Request, store.Subscription, error) {
 	now := h.now()
 	priority, after, err := h.schedule(c.msg.Metadata, now)
 	if err != nil {
-		h.fail(ctx, c, c.conn.ConnectionID, protocol.CodeValidation, err.Error(), nil)
-		return
+		return store.Request{}, store.Subscription{}, err
 	}
 	if c.msg.ID == "" {
 		c.msg.ID = newID()
 		c.log = c.log.With("request_id", c.msg.ID)
 	}
-	id := c.msg.ID
 	payload := "{}"
 	if len(c.msg.Payload) > 0 {
 		payload = string(c.msg.Payload)
 	}
 	req := store.Request{
-		RequestID: store.RequestKey(c.conn.TenantID, id), ID: id,
+		RequestID: store.RequestKey(c.conn.TenantID, c.msg.ID), ID: c.msg.ID,
 		ConnectionID: c.conn.ConnectionID, TenantID: c.conn.TenantID, UserID: c.conn.UserID,
 		Status: store.StatusPending, CreatedAt: now.UnixMilli(), Action: action.Name,
 		Payload: payload, Metadata: c.msg.Metadata, Priority: priority, ProcessAfter: after.UnixMilli(),
 		TTL: now.Add(h.cfg.RequestTTL).Unix(),
 	}
 	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
-	existing, created, err := h.store.CreateRequest(ctx, req, sub, h.cfg.TenantMaxInflight)
-	switch {
-	case errors.Is(err, store.ErrTenantInflightLimit):
-		c.log.WarnContext(ctx, "tenant in-flight limit", "limit", h.cfg.TenantMaxInflight)
-		h.send(ctx, c, c.conn.ConnectionID, protocol.Error{Type: protocol.TypeError, RequestID: id, Error: protocol.ErrorBody{
-			Code: protocol.CodeRateLimited, Message: fmt.Sprintf("the tenant has %d unfinished requests, the limit; retry later", h.cfg.TenantMaxInflight),
-			Details: map[string]any{"retry_after_ms": 1000},
-		}})
-		return
-	case err != nil:
-		h.internal(ctx, c, c.conn.ConnectionID, "store request", err)
-		return
-	case created:
-		c.log.InfoContext(ctx, "request queued", "priority", priority, "process_after", req.ProcessAfter)
-		ack := protocol.Acknowledgment{Type: protocol.TypeAcknowledgment, RequestID: id, Status: "queued"}
-		if after.After(now) {
-			ack.Message = "scheduled for " + after.UTC().Format("2006-01-02T15:04:05.000Z07:00")
-		}
-		h.send(ctx, c, c.conn.ConnectionID, ack)
-		return
+	return req, sub, nil
+}
+
+// acknowledge tells the caller its request is stored and queued.
+func (h *Handler) acknowledge(ctx context.Context, c *call, req store.Request) {
+	c.log.InfoContext(ctx, "request queued", "priority", req.Priority, "process_after", req.ProcessAfter)
+	ack := protocol.Acknowledgment{Type: protocol.TypeAcknowledgment, RequestID: req.ID, Status: "queued"}
+	if req.ProcessAfter > req.CreatedAt {
+		ack.Message = "scheduled for " + time.UnixMilli(req.ProcessAfter).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	}
-	h.duplicate(ctx, c, action, existing)
+	h.send(ctx, c, ack)
 }
 
 // duplicate answers a request whose id the tenant already used.
 func (h *Handler) duplicate(ctx context.Context, c *call, action actions.Action, existing store.Request) {
 	c.log.InfoContext(ctx, "duplicate request id", "status", string(existing.Status))
 	if existing.Action != action.Name {
-		h.send(ctx, c, c.conn.ConnectionID, protocol.Error{Type: protocol.TypeError, RequestID: existing.ID, Error: protocol.ErrorBody{
+		h.send(ctx, c, protocol.Error{Type: protocol.TypeError, RequestID: existing.ID, Error: protocol.ErrorBody{
 			Code: protocol.CodeValidation, Message: fmt.Sprintf("id %q is already used by a %q request", existing.ID, existing.Action),
 		}})
 		return
 	}
 	if existing.Status.Final() {
-		h.send(ctx, c, c.conn.ConnectionID, completeFrame(existing))
+		h.send(ctx, c, completeFrame(existing))
 		return
 	}
 	// A client that resubmits after reconnecting follows the request again.
 	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: existing.RequestID, TenantID: existing.TenantID,
 		CreatedAt: h.now().UnixMilli(), TTL: h.now().Add(h.cfg.ConnectionTTL).Unix()}
 	if err := h.store.PutSubscription(ctx, sub); err != nil {
-		h.internal(ctx, c, c.conn.ConnectionID, "subscribe duplicate", err)
+		h.internal(ctx, c, "subscribe duplicate", err)
 		return
 	}
-	h.send(ctx, c, c.conn.ConnectionID, protocol.Acknowledgment{
+	h.send(ctx, c, protocol.Acknowledgment{
 		Type: protocol.TypeAcknowledgment, RequestID: existing.ID, Status: "queued",
 		Message: "duplicate id: the request is already " + string(existing.Status),
 	})

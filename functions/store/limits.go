@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/streamer-dev/streamer/functions/schema"
@@ -57,7 +56,7 @@ type Admission struct {
 // connection with a burst of 2×perSecond; perSecond must be positive.
 func (s *Store) NewRateLimiter(perSecond float64) *RateLimiter {
 	interval := int64(float64(time.Second/time.Microsecond) / perSecond)
-	return &RateLimiter{store: s, interval: interval, tau: interval * int64(max(2*perSecond, 1)), cache: map[string]cachedConn{}}
+	return &RateLimiter{store: s, interval: interval, tau: int64(max(2*perSecond, 1) * float64(interval)), cache: map[string]cachedConn{}}
 }
 
 // Take admits or refuses one message of the connection and returns the
@@ -97,6 +96,30 @@ func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission,
 // when known is false). It returns the item after the write, or the current
 // item and ok = false when the condition failed.
 func (l *RateLimiter) advance(ctx context.Context, id string, old int64, known bool, next int64) (map[string]types.AttributeValue, bool, error) {
+	u, err := l.tatUpdate(id, old, known, next)
+	if err != nil {
+		return nil, false, err
+	}
+	in := updateInput(u)
+	in.ReturnValues = types.ReturnValueAllNew
+	in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	out, err := l.store.db.UpdateItem(ctx, in)
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		if len(ccf.Item) == 0 {
+			return nil, false, ErrNotFound
+		}
+		return ccf.Item, false, nil
+	case err != nil:
+		return nil, false, wrap("rate limit", err)
+	}
+	return out.Attributes, true, nil
+}
+
+// tatUpdate is the conditional update that moves the connection's TAT from old
+// (none when known is false) to next, on an existing connection.
+func (l *RateLimiter) tatUpdate(id string, old int64, known bool, next int64) (*types.Update, error) {
 	name := expression.Name(AttrRateTAT)
 	cond := expression.AttributeNotExists(name)
 	if known {
@@ -110,29 +133,61 @@ func (l *RateLimiter) advance(ctx context.Context, id string, old int64, known b
 		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).
 		Build()
 	if err != nil {
-		return nil, false, wrap("rate limit", err)
+		return nil, wrap("rate limit", err)
 	}
-	out, err := l.store.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(l.store.tables.Connections),
-		Key:                                 connKey(id),
-		UpdateExpression:                    expr.Update(),
-		ConditionExpression:                 expr.Condition(),
-		ExpressionAttributeNames:            expr.Names(),
-		ExpressionAttributeValues:           expr.Values(),
-		ReturnValues:                        types.ReturnValueAllNew,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case errors.As(err, &ccf):
-		if len(ccf.Item) == 0 {
-			return nil, false, ErrNotFound
-		}
-		return ccf.Item, false, nil
-	case err != nil:
-		return nil, false, wrap("rate limit", err)
+	return &types.Update{
+		TableName:                 aws.String(l.store.tables.Connections),
+		Key:                       connKey(id),
+		UpdateExpression:          expr.Update(),
+		ConditionExpression:       expr.Condition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	}, nil
+}
+
+// Reservation admits a message from the limiter's cache alone. Its Tx advances
+// the stored state and must be part of the transaction that acts on the
+// message: if the cache was stale the transaction fails on Tx's condition, and
+// the caller falls back to Take. Commit records a successful transaction.
+type Reservation struct {
+	Connection Connection
+	Tx         types.TransactWriteItem
+
+	limiter *RateLimiter
+	id      string
+	next    int64
+}
+
+// Reserve returns a reservation when the cache knows the connection and admits
+// the message; otherwise ok is false and the caller uses Take. It saves the
+// separate write of Take on the hot path of async requests.
+func (l *RateLimiter) Reserve(connectionID string) (res Reservation, ok bool) {
+	l.mu.Lock()
+	c, known := l.cache[connectionID]
+	l.mu.Unlock()
+	if !known {
+		return res, false
 	}
-	return out.Attributes, true, nil
+	now := l.store.now().UnixMicro()
+	next := max(c.tat, now) + l.interval
+	if next-now > l.tau {
+		return res, false
+	}
+	u, err := l.tatUpdate(connectionID, c.tat, true, next)
+	if err != nil {
+		return res, false
+	}
+	return Reservation{Connection: c.conn, Tx: types.TransactWriteItem{Update: u}, limiter: l, id: connectionID, next: next}, true
+}
+
+// Commit records that the reservation's transaction succeeded.
+func (r Reservation) Commit() {
+	r.limiter.mu.Lock()
+	defer r.limiter.mu.Unlock()
+	if c, ok := r.limiter.cache[r.id]; ok && c.tat < r.next {
+		c.tat = r.next
+		r.limiter.cache[r.id] = c
+	}
 }
 
 func (l *RateLimiter) remember(id string, c cachedConn) {

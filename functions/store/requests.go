@@ -26,7 +26,10 @@ func reqKey(key string) map[string]types.AttributeValue {
 // CreateRequest returns that request with created = false. With maxInflight >
 // 0, a tenant at its cap gets ErrTenantInflightLimit (after correcting a
 // counter that drifted above the true count).
-func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, maxInflight int) (existing Request, created bool, err error) {
+//
+// extra items join the transaction (a rate-limit Reservation's Tx); when one
+// of their conditions fails nothing is written and the error is ErrStale.
+func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, maxInflight int, extra ...types.TransactWriteItem) (existing Request, created bool, err error) {
 	if r.RequestID != RequestKey(r.TenantID, r.ID) {
 		return r, false, fmt.Errorf("create request: key %q is not RequestKey(%q, %q)", r.RequestID, r.TenantID, r.ID)
 	}
@@ -54,12 +57,15 @@ func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, 
 		{Update: s.counterUpdate(r.TenantID, AttrTenantInflight, 1, maxInflight)},
 		{Put: subPut},
 	}}
+	in.TransactItems = append(in.TransactItems, extra...)
 	for retried := false; ; retried = true {
 		_, err = s.db.TransactWriteItems(ctx, in)
 		reasons := cancelReasons(err)
 		switch {
 		case err == nil:
 			return r, true, nil
+		case extraFailed(reasons, 3):
+			return r, false, ErrStale
 		case reasonIs(reasons, 0, codeConditionFailed):
 			if old := reasons[0].Item; len(old) > 0 {
 				var prev Request

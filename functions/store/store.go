@@ -36,6 +36,9 @@ var (
 	ErrTenantInflightLimit = errors.New("tenant in-flight request limit reached")
 	// ErrFinal: the request is already final (COMPLETED, FAILED or CANCELLED).
 	ErrFinal = errors.New("request already final")
+	// ErrStale: a condition of an extra transaction item failed (a stale
+	// rate-limit reservation); nothing was written.
+	ErrStale = errors.New("stale reservation")
 )
 
 // Store reads and writes Streamer's three tables. It is safe for concurrent use.
@@ -77,6 +80,16 @@ func cancelReasons(err error) []types.CancellationReason {
 
 func reasonIs(reasons []types.CancellationReason, i int, code string) bool {
 	return i < len(reasons) && reasons[i].Code != nil && *reasons[i].Code == code
+}
+
+// extraFailed reports whether a condition of an item at index from or later failed.
+func extraFailed(reasons []types.CancellationReason, from int) bool {
+	for i := from; i < len(reasons); i++ {
+		if reasonIs(reasons, i, codeConditionFailed) {
+			return true
+		}
+	}
+	return false
 }
 
 const codeConditionFailed = "ConditionalCheckFailed"

@@ -264,3 +264,70 @@ func TestRateLimiter(t *testing.T) {
 		t.Errorf("Take on a missing connection = %v, want ErrNotFound", err)
 	}
 }
+
+func TestRateLimitReservation(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.PutConnection(ctx, conn("c1", "t1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a, b := s.NewRateLimiter(1), s.NewRateLimiter(1)
+	if _, ok := a.Reserve("c1"); ok {
+		t.Fatal("Reserve on an empty cache succeeded")
+	}
+	if adm, err := a.Take(ctx, "c1"); err != nil || adm.RetryAfter != 0 {
+		t.Fatalf("Take = %+v, %v", adm, err)
+	}
+	res, ok := a.Reserve("c1")
+	if !ok || res.Connection.TenantID != "t1" {
+		t.Fatalf("Reserve = %+v, %v; want a reservation for c1", res, ok)
+	}
+	// Another instance moves the state first: the reservation is stale and
+	// the request is not written.
+	if _, err := b.Take(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	r := pending("t1", "r1")
+	if _, _, err := s.CreateRequest(ctx, r, Subscription{ConnectionID: "c1"}, 0, res.Tx); !errors.Is(err, ErrStale) {
+		t.Fatalf("CreateRequest with a stale reservation = %v, want ErrStale", err)
+	}
+	if _, err := s.GetRequest(ctx, "t1", "r1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("request written despite the stale reservation: %v", err)
+	}
+	// Take learns the state; the burst of 2 is now used up.
+	if adm, err := a.Take(ctx, "c1"); err != nil || adm.RetryAfter == 0 {
+		t.Fatalf("third message: %+v, %v; want refused", adm, err)
+	}
+	if _, ok := a.Reserve("c1"); ok {
+		t.Error("Reserve admitted a message over the limit")
+	}
+}
+
+func TestRateLimitReservationCommits(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.PutConnection(ctx, conn("c1", "t1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	l := s.NewRateLimiter(1)
+	if _, err := l.Take(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	res, ok := l.Reserve("c1")
+	if !ok {
+		t.Fatal("no reservation")
+	}
+	if _, created, err := s.CreateRequest(ctx, pending("t1", "r1"), Subscription{ConnectionID: "c1"}, 0, res.Tx); err != nil || !created {
+		t.Fatalf("CreateRequest with a reservation = %v, %v", created, err)
+	}
+	res.Commit()
+	// Both tokens of the burst are spent, in the table as in the cache.
+	if _, ok := l.Reserve("c1"); ok {
+		t.Error("Reserve after the burst succeeded")
+	}
+	if adm, err := s.NewRateLimiter(1).Take(ctx, "c1"); err != nil || adm.RetryAfter == 0 {
+		t.Errorf("a fresh instance admitted a third message: %+v, %v", adm, err)
+	}
+}

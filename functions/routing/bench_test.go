@@ -17,10 +17,10 @@ import (
 )
 
 // BenchmarkRouterAck measures one async message from $default to the
-// acknowledgment posted to @connections — rate-limit update, request
-// transaction (request, tenant counter, subscription) and the post — against
-// one PutItem of the same request item on the same DynamoDB Local. It reports
-// p50/p99 of both and the p50 ratio (the target is at most 2).
+// acknowledgment posted to @connections — one transaction (request, tenant
+// counter, subscription, rate-limit state) and the post — against one PutItem
+// of the same request item on the same DynamoDB Local. It reports p50/p99 of
+// both and the p50 ratio (the target is at most 2).
 func BenchmarkRouterAck(b *testing.B) {
 	benchRouter(b, 1e9, ackMessage)
 }

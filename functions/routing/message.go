@@ -34,6 +34,11 @@ type call struct {
 func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest, log *slog.Logger) {
 	start := h.now()
 	c := &call{connID: ev.RequestContext.ConnectionID, notifier: h.notifierFor(ev), log: log}
+	if ev.IsBase64Encoded {
+		log.InfoContext(ctx, "binary frame refused")
+		h.fail(ctx, c, protocol.CodeValidation, "binary frames are not supported; send JSON text frames", nil)
+		return
+	}
 	msg, err := protocol.Parse([]byte(ev.Body), h.cfg.MaxPayloadBytes)
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {

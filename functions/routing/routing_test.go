@@ -138,6 +138,20 @@ func TestInvalidMessages(t *testing.T) {
 	}
 }
 
+func TestBinaryFrameRefused(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t)
+	hs.mustConnect("c1", "acme")
+	ev := event("MESSAGE", "c1")
+	ev.Body, ev.IsBase64Encoded = "AAEC", true
+	if _, err := hs.h.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if f := one(t, hs.conns.Frames(t, "c1")); errorCode(f) != "VALIDATION_ERROR" || !strings.Contains(errorMessage(f), "binary") {
+		t.Errorf("binary frame answered %v", f)
+	}
+}
+
 func TestSyncActions(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t)

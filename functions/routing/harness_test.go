@@ -101,6 +101,9 @@ func registerTestActions(reg *actions.Registry) {
 	reg.MustRegister("huge", func(context.Context, actions.Request, actions.Reporter) (any, error) {
 		return make([]byte, 40<<10), nil
 	}, sync)
+	reg.MustRegister("unmarshalable", func(context.Context, actions.Request, actions.Reporter) (any, error) {
+		return func() {}, nil
+	}, sync)
 	reg.MustRegister("steps", func(_ context.Context, _ actions.Request, p actions.Reporter) (any, error) {
 		p.Report(50, "half", nil)
 		return "done", nil

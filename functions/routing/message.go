@@ -156,8 +156,8 @@ func (h *Handler) respond(ctx context.Context, c *call, success bool, data any) 
 			fmt.Sprintf("the response exceeds the %d KB frame limit", connections.MaxFrameBytes>>10), nil)
 	case errors.Is(err, connections.ErrGone):
 		c.log.InfoContext(ctx, "connection gone while answering")
-	default:
-		c.log.ErrorContext(ctx, "send response", "error", err)
+	default: // e.g. a result that does not marshal to JSON
+		h.internal(ctx, c, "send response", err)
 	}
 }
 
@@ -211,8 +211,10 @@ func parseTime(v string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, v)
 }
 
+// rawJSON returns stored JSON text for embedding in a frame; nil when empty
+// or not valid JSON (a frame must always marshal).
 func rawJSON(s string) json.RawMessage {
-	if s == "" {
+	if s == "" || !json.Valid([]byte(s)) {
 		return nil
 	}
 	return json.RawMessage(s)

@@ -169,6 +169,7 @@ func TestSyncActions(t *testing.T) {
 		{"internal error hides details", `{"action":"oops","id":"e4"}`, "error", "INTERNAL_ERROR", "internal error"},
 		{"panic", `{"action":"panics","id":"e5"}`, "error", "INTERNAL_ERROR", "internal error"},
 		{"too large for a frame", `{"action":"huge","id":"e6"}`, "error", "INTERNAL_ERROR", "frame limit"},
+		{"result not JSON", `{"action":"unmarshalable","id":"e9"}`, "error", "INTERNAL_ERROR", "internal error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/config"
 	"github.com/streamer-dev/streamer/functions/connections"
+	"github.com/streamer-dev/streamer/functions/metrics"
 	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/routing"
@@ -53,7 +54,7 @@ func NewRouter(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg
 	notifier := func(endpoint string) routing.Notifier {
 		return notify.New(connections.New(endpoint, awsCfg), st, logger)
 	}
-	return routing.New(reg, st, limiter, verifier, notifier, cfg, logger), nil
+	return routing.New(reg, st, limiter, verifier, notifier, metrics.New(os.Stdout, "router"), cfg, logger), nil
 }
 
 // routerConfig reads the router's limits, reporting every bad value at once.

@@ -27,7 +27,7 @@ type Poster interface {
 
 // Store is the storage the notifier needs (*store.Store).
 type Store interface {
-	RemoveConnection(ctx context.Context, connectionID string) error
+	RemoveConnection(ctx context.Context, connectionID string) (store.Connection, error)
 	RequestSubscriptions(ctx context.Context, requestKey string) ([]store.Subscription, error)
 }
 
@@ -60,7 +60,7 @@ func (n *Notifier) Send(ctx context.Context, connectionID string, frame any) err
 func (n *Notifier) post(ctx context.Context, connectionID string, data []byte) error {
 	err := n.poster.Post(ctx, connectionID, data)
 	if errors.Is(err, connections.ErrGone) {
-		if rmErr := n.store.RemoveConnection(ctx, connectionID); rmErr != nil {
+		if _, rmErr := n.store.RemoveConnection(ctx, connectionID); rmErr != nil {
 			n.logger.WarnContext(ctx, "remove gone connection", "connection_id", connectionID, "error", rmErr)
 		} else {
 			n.logger.InfoContext(ctx, "removed gone connection", "connection_id", connectionID)

@@ -25,7 +25,7 @@ func (h *Handler) target(ctx context.Context, c *call) (protocol.Target, store.R
 	t, err := protocol.ParseTarget(c.msg.ID, c.msg.Payload)
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {
-		h.send(ctx, c, ve.Frame())
+		h.sendError(ctx, c, ve.Frame())
 		return t, store.Request{}, false
 	}
 	r, err := h.store.GetRequest(ctx, c.conn.TenantID, t.RequestID)
@@ -123,7 +123,7 @@ func (h *Handler) cancel(ctx context.Context, c *call) {
 	t, err := protocol.ParseTarget(c.msg.ID, c.msg.Payload)
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {
-		h.send(ctx, c, ve.Frame())
+		h.sendError(ctx, c, ve.Frame())
 		return
 	}
 	r, err := h.store.CancelRequest(ctx, c.conn.TenantID, t.RequestID)

@@ -1,11 +1,14 @@
 package routing_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/connections"
 	"github.com/streamer-dev/streamer/functions/connections/connectionstest"
 	"github.com/streamer-dev/streamer/functions/demo"
+	"github.com/streamer-dev/streamer/functions/metrics"
 	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/routing"
 	"github.com/streamer-dev/streamer/functions/store"
@@ -37,6 +41,45 @@ type harness struct {
 	store *store.Store
 	db    *dynamodb.Client
 	conns *connectionstest.Server
+	emf   *syncBuffer
+}
+
+// syncBuffer collects EMF lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// metric sums the values of metric name over the EMF records whose
+// dimensions include dims.
+func (hs *harness) metric(name string, dims map[string]string) float64 {
+	hs.emf.mu.Lock()
+	defer hs.emf.mu.Unlock()
+	sum := 0.0
+	for _, line := range strings.Split(strings.TrimSpace(hs.emf.buf.String()), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		v, ok := rec[name].(float64)
+		if !ok || rec["Service"] != "router" {
+			continue
+		}
+		match := true
+		for k, want := range dims {
+			match = match && rec[k] == want
+		}
+		if match {
+			sum += v
+		}
+	}
+	return sum
 }
 
 type option func(*routing.Config, *float64)
@@ -62,15 +105,17 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	for _, o := range opts {
 		o(&cfg, &rate)
 	}
+	emfOut := &syncBuffer{}
+	emf := metrics.New(emfOut, "router")
 	notifier := func(ep string) routing.Notifier { return notify.New(connections.New(ep, aws.Config{}), st, logger) }
 	build := func() *routing.Handler {
 		var limiter routing.Limiter
 		if rate > 0 {
 			limiter = st.NewRateLimiter(rate)
 		}
-		return routing.New(reg, st, limiter, verifier, notifier, cfg, logger)
+		return routing.New(reg, st, limiter, verifier, notifier, emf, cfg, logger)
 	}
-	return &harness{t: t, h: build(), build: build, store: st, db: env.Client, conns: srv}
+	return &harness{t: t, h: build(), build: build, store: st, db: env.Client, conns: srv, emf: emfOut}
 }
 
 // twin returns a harness with a second router instance (its own caches) on

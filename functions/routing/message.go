@@ -16,6 +16,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/actions"
 	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/connections"
+	"github.com/streamer-dev/streamer/functions/metrics"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 )
@@ -36,6 +37,7 @@ func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProx
 	c := &call{connID: ev.RequestContext.ConnectionID, notifier: h.notifierFor(ev), log: log}
 	if ev.IsBase64Encoded {
 		log.InfoContext(ctx, "binary frame refused")
+		h.count(MetricMessages, DimAction, "invalid")
 		h.fail(ctx, c, protocol.CodeValidation, "binary frames are not supported; send JSON text frames", nil)
 		return
 	}
@@ -43,13 +45,28 @@ func (h *Handler) message(ctx context.Context, ev events.APIGatewayWebsocketProx
 	var ve *protocol.ValidationError
 	if errors.As(err, &ve) {
 		log.InfoContext(ctx, "invalid message", "reason", ve.Message)
-		h.send(ctx, c, ve.Frame())
+		h.count(MetricMessages, DimAction, "invalid")
+		h.sendError(ctx, c, ve.Frame())
 		return
 	}
 	c.msg = msg
 	c.log = log.With("action", msg.Action, "request_id", msg.ID)
 	h.dispatch(ctx, c)
-	c.log.DebugContext(ctx, "message handled", "latency_ms", h.now().Sub(start).Milliseconds())
+	h.observe(c, h.now().Sub(start))
+}
+
+// observe records a handled message: its count and latency by action. Names
+// of unregistered actions are reported as "unknown", so clients cannot create
+// metric dimensions.
+func (h *Handler) observe(c *call, latency time.Duration) {
+	action := c.msg.Action
+	if _, ok := h.reg.Lookup(action); !ok && !actions.IsBuiltin(action) {
+		action = "unknown"
+	}
+	c.log.Debug("message handled", "latency_ms", latency.Milliseconds())
+	h.emit(map[string]string{DimAction: action},
+		metrics.Metric{Name: MetricMessages, Unit: metrics.Count, Value: 1},
+		metrics.Metric{Name: MetricLatency, Unit: metrics.Milliseconds, Value: float64(latency) / float64(time.Millisecond)})
 }
 
 // dispatch admits a valid message — the caller's connection and its rate
@@ -73,6 +90,7 @@ func (h *Handler) dispatch(ctx context.Context, c *call) {
 	if adm.RetryAfter > 0 {
 		ms := max(1, adm.RetryAfter.Milliseconds())
 		c.log.InfoContext(ctx, "rate limited", "retry_after_ms", ms)
+		h.count(MetricRateLimited, DimScope, "connection")
 		h.fail(ctx, c, protocol.CodeRateLimited, "too many messages; slow down", map[string]any{"retry_after_ms": ms})
 		return
 	}
@@ -129,11 +147,18 @@ func (h *Handler) send(ctx context.Context, c *call, frame any) {
 
 // fail sends an error frame answering the current message.
 func (h *Handler) fail(ctx context.Context, c *call, code, message string, details map[string]any) {
-	h.send(ctx, c, protocol.Error{
+	h.sendError(ctx, c, protocol.Error{
 		Type:      protocol.TypeError,
 		RequestID: c.msg.ID,
 		Error:     protocol.ErrorBody{Code: code, Message: message, Details: details},
 	})
+}
+
+// sendError sends an error frame and counts it by code. Every error frame
+// goes through here.
+func (h *Handler) sendError(ctx context.Context, c *call, frame protocol.Error) {
+	h.count(MetricErrors, DimCode, frame.Error.Code)
+	h.send(ctx, c, frame)
 }
 
 // internal logs err and sends a generic INTERNAL_ERROR frame: clients never

@@ -21,6 +21,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/actions"
 	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/connections"
+	"github.com/streamer-dev/streamer/functions/metrics"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 )
@@ -30,7 +31,7 @@ type Store interface {
 	PutConnection(ctx context.Context, c store.Connection, maxPerTenant int) error
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
 	TouchConnection(ctx context.Context, id string, ttl time.Duration) error
-	RemoveConnection(ctx context.Context, id string) error
+	RemoveConnection(ctx context.Context, id string) (store.Connection, error)
 	CreateRequest(ctx context.Context, r store.Request, sub store.Subscription, maxInflight int, extra ...types.TransactWriteItem) (store.Request, bool, error)
 	GetRequest(ctx context.Context, tenantID, id string) (store.Request, error)
 	CancelRequest(ctx context.Context, tenantID, id string) (store.Request, error)
@@ -55,6 +56,29 @@ type Notifier interface {
 	Send(ctx context.Context, connectionID string, frame any) error
 	Broadcast(ctx context.Context, requestKey, eventType string, frame any) (int, error)
 }
+
+// Metrics emits CloudWatch metrics (*metrics.Writer).
+type Metrics interface {
+	Emit(dims map[string]string, ms ...metrics.Metric) error
+}
+
+// Metric and dimension names the router emits (namespace Streamer, dimension
+// Service=router on each).
+const (
+	MetricConnects       = "Connects"       // by TenantID
+	MetricConnectRefused = "ConnectRefused" // by Reason: unauthorized, tenant_limit
+	MetricDisconnects    = "Disconnects"    // by TenantID
+	MetricMessages       = "Messages"       // by Action
+	MetricLatency        = "RouterLatency"  // by Action, milliseconds
+	MetricErrors         = "Errors"         // by Code
+	MetricRateLimited    = "RateLimited"    // by Scope: connection, tenant
+
+	DimTenant = "TenantID"
+	DimAction = "Action"
+	DimCode   = "Code"
+	DimReason = "Reason"
+	DimScope  = "Scope"
+)
 
 // Config holds the router's limits; zero fields take the defaults.
 type Config struct {
@@ -112,6 +136,7 @@ type Handler struct {
 	limiter  Limiter // nil: no rate limit
 	verifier Verifier
 	notifier func(endpoint string) Notifier
+	metrics  Metrics
 	cfg      Config
 	logger   *slog.Logger
 	now      func() time.Time
@@ -132,9 +157,9 @@ const connCacheTTL = time.Minute
 // New returns a router handler. notifier builds the notifier of an
 // @connections endpoint (called once per endpoint); limiter may be nil to
 // disable rate limiting.
-func New(reg *actions.Registry, st Store, limiter Limiter, verifier Verifier, notifier func(endpoint string) Notifier, cfg Config, logger *slog.Logger) *Handler {
+func New(reg *actions.Registry, st Store, limiter Limiter, verifier Verifier, notifier func(endpoint string) Notifier, m Metrics, cfg Config, logger *slog.Logger) *Handler {
 	return &Handler{
-		reg: reg, store: st, limiter: limiter, verifier: verifier, notifier: notifier,
+		reg: reg, store: st, limiter: limiter, verifier: verifier, notifier: notifier, metrics: m,
 		cfg: cfg.withDefaults(), logger: logger, now: time.Now,
 		notifiers: map[string]Notifier{}, conns: map[string]cachedConn{},
 	}
@@ -163,6 +188,7 @@ func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProx
 	switch {
 	case errors.Is(err, auth.ErrUnauthorized):
 		log.InfoContext(ctx, "connect refused", "reason", err.Error())
+		h.count(MetricConnectRefused, DimReason, "unauthorized")
 		return status(http.StatusUnauthorized)
 	case err != nil:
 		log.ErrorContext(ctx, "connect: verify token", "error", err)
@@ -184,12 +210,14 @@ func (h *Handler) connect(ctx context.Context, ev events.APIGatewayWebsocketProx
 	switch err := h.store.PutConnection(ctx, conn, h.cfg.TenantMaxConnections); {
 	case errors.Is(err, store.ErrTenantConnectionLimit):
 		log.WarnContext(ctx, "connect refused: tenant connection limit", "limit", h.cfg.TenantMaxConnections)
+		h.count(MetricConnectRefused, DimReason, "tenant_limit")
 		return status(http.StatusForbidden)
 	case err != nil:
 		log.ErrorContext(ctx, "connect: store connection", "error", err)
 		return status(http.StatusInternalServerError)
 	}
 	log.InfoContext(ctx, "connected")
+	h.count(MetricConnects, DimTenant, id.TenantID)
 	return status(http.StatusOK)
 }
 
@@ -215,12 +243,28 @@ func (h *Handler) disconnect(ctx context.Context, ev events.APIGatewayWebsocketP
 	h.mu.Lock()
 	delete(h.conns, id)
 	h.mu.Unlock()
-	if err := h.store.RemoveConnection(ctx, id); err != nil {
+	conn, err := h.store.RemoveConnection(ctx, id)
+	if err != nil {
 		log.ErrorContext(ctx, "disconnect: remove connection", "error", err)
 		return status(http.StatusInternalServerError)
 	}
-	log.InfoContext(ctx, "disconnected", "reason", ev.RequestContext.DisconnectReason)
+	log.InfoContext(ctx, "disconnected", "tenant", conn.TenantID, "reason", ev.RequestContext.DisconnectReason)
+	if conn.TenantID != "" {
+		h.count(MetricDisconnects, DimTenant, conn.TenantID)
+	}
 	return status(http.StatusOK)
+}
+
+// count emits one Count metric with one dimension. Metrics are best effort:
+// a failure is logged, never surfaced.
+func (h *Handler) count(name, dim, value string) {
+	h.emit(map[string]string{dim: value}, metrics.Metric{Name: name, Unit: metrics.Count, Value: 1})
+}
+
+func (h *Handler) emit(dims map[string]string, ms ...metrics.Metric) {
+	if err := h.metrics.Emit(dims, ms...); err != nil {
+		h.logger.Warn("emit metrics", "error", err)
+	}
 }
 
 func status(code int) events.APIGatewayProxyResponse {

@@ -383,3 +383,40 @@ func TestRateLimitOnAsyncFastPath(t *testing.T) {
 		t.Errorf("fresh instance %v, want RATE_LIMITED", f)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, withRate(1))
+	hs.mustConnect("c1", "acme")
+	hs.connect("c2", "")
+	one(t, hs.send("c1", `{"action":"echo","payload":{}}`))
+	one(t, hs.send("c1", `{"action":"no-such-action"}`))
+	one(t, hs.send("c1", `{"action":"ping"}`)) // over the burst of 2
+	one(t, hs.send("c1", `[]`))
+	if _, err := hs.h.Handle(context.Background(), event("DISCONNECT", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		dims map[string]string
+		want float64
+	}{
+		{routing.MetricConnects, map[string]string{routing.DimTenant: "acme"}, 1},
+		{routing.MetricConnectRefused, map[string]string{routing.DimReason: "unauthorized"}, 1},
+		{routing.MetricDisconnects, map[string]string{routing.DimTenant: "acme"}, 1},
+		{routing.MetricMessages, map[string]string{routing.DimAction: "echo"}, 1},
+		{routing.MetricMessages, map[string]string{routing.DimAction: "unknown"}, 1},
+		{routing.MetricMessages, map[string]string{routing.DimAction: "invalid"}, 1},
+		{routing.MetricErrors, map[string]string{routing.DimCode: "VALIDATION_ERROR"}, 2},
+		{routing.MetricErrors, map[string]string{routing.DimCode: "RATE_LIMITED"}, 1},
+		{routing.MetricRateLimited, map[string]string{routing.DimScope: "connection"}, 1},
+	}
+	for _, tt := range tests {
+		if got := hs.metric(tt.name, tt.dims); got != tt.want {
+			t.Errorf("%s %v = %v, want %v", tt.name, tt.dims, got, tt.want)
+		}
+	}
+	if hs.metric(routing.MetricLatency, map[string]string{routing.DimAction: "echo"}) <= 0 {
+		t.Error("no RouterLatency for echo")
+	}
+}

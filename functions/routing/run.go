@@ -106,7 +106,8 @@ func (h *Handler) submit(ctx context.Context, c *call, action actions.Action) {
 	switch {
 	case errors.Is(err, store.ErrTenantInflightLimit):
 		c.log.WarnContext(ctx, "tenant in-flight limit", "limit", h.cfg.TenantMaxInflight)
-		h.send(ctx, c, protocol.Error{Type: protocol.TypeError, RequestID: req.ID, Error: protocol.ErrorBody{
+		h.count(MetricRateLimited, DimScope, "tenant")
+		h.sendError(ctx, c, protocol.Error{Type: protocol.TypeError, RequestID: req.ID, Error: protocol.ErrorBody{
 			Code: protocol.CodeRateLimited, Message: fmt.Sprintf("the tenant has %d unfinished requests, the limit; retry later", h.cfg.TenantMaxInflight),
 			Details: map[string]any{"retry_after_ms": 1000},
 		}})
@@ -191,7 +192,7 @@ func (h *Handler) acknowledge(ctx context.Context, c *call, req store.Request) {
 func (h *Handler) duplicate(ctx context.Context, c *call, action actions.Action, existing store.Request) {
 	c.log.InfoContext(ctx, "duplicate request id", "status", string(existing.Status))
 	if existing.Action != action.Name {
-		h.send(ctx, c, protocol.Error{Type: protocol.TypeError, RequestID: existing.ID, Error: protocol.ErrorBody{
+		h.sendError(ctx, c, protocol.Error{Type: protocol.TypeError, RequestID: existing.ID, Error: protocol.ErrorBody{
 			Code: protocol.CodeValidation, Message: fmt.Sprintf("id %q is already used by a %q request", existing.ID, existing.Action),
 		}})
 		return

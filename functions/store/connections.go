@@ -120,26 +120,31 @@ func (s *Store) TouchConnection(ctx context.Context, id string, ttl time.Duratio
 }
 
 // RemoveConnection deletes a connection, releases its slot in the tenant's
-// connection count and deletes its subscriptions. It is idempotent: removing a
-// connection that is already gone still deletes leftover subscriptions.
-func (s *Store) RemoveConnection(ctx context.Context, id string) error {
+// connection count and deletes its subscriptions. It returns the removed
+// connection, or a zero Connection when it was already gone; it is idempotent:
+// removing a connection that is gone still deletes leftover subscriptions.
+func (s *Store) RemoveConnection(ctx context.Context, id string) (Connection, error) {
+	var c Connection
 	out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:    aws.String(s.tables.Connections),
 		Key:          connKey(id),
 		ReturnValues: types.ReturnValueAllOld,
 	})
 	if err != nil {
-		return wrap("remove connection", err)
+		return c, wrap("remove connection", err)
 	}
-	if tenant, ok := out.Attributes[schema.AttrTenantID].(*types.AttributeValueMemberS); ok && tenant.Value != "" {
-		if _, err := s.db.UpdateItem(ctx, updateInput(s.counterUpdate(tenant.Value, AttrTenantConnections, -1, 0))); err != nil {
-			return wrap("remove connection: release tenant slot", err)
+	if err := attributevalue.UnmarshalMap(out.Attributes, &c); err != nil {
+		return c, wrap("remove connection", err)
+	}
+	if c.TenantID != "" {
+		if _, err := s.db.UpdateItem(ctx, updateInput(s.counterUpdate(c.TenantID, AttrTenantConnections, -1, 0))); err != nil {
+			return c, wrap("remove connection: release tenant slot", err)
 		}
 	}
 	if err := s.DeleteConnectionSubscriptions(ctx, id); err != nil {
-		return wrap("remove connection", err)
+		return c, wrap("remove connection", err)
 	}
-	return nil
+	return c, nil
 }
 
 // CountTenantConnections counts tenantID's unexpired connections from the

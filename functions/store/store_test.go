@@ -73,11 +73,11 @@ func TestConnectionLifecycle(t *testing.T) {
 	if err := s.PutSubscription(ctx, Subscription{ConnectionID: "c1", RequestID: RequestKey("t1", "r1"), TenantID: "t1", TTL: got.TTL}); err != nil {
 		t.Fatalf("PutSubscription: %v", err)
 	}
-	if err := s.RemoveConnection(ctx, "c1"); err != nil {
-		t.Fatalf("RemoveConnection: %v", err)
+	if removed, err := s.RemoveConnection(ctx, "c1"); err != nil || removed.TenantID != "t1" {
+		t.Fatalf("RemoveConnection = %+v, %v; want c1 of t1", removed, err)
 	}
-	if err := s.RemoveConnection(ctx, "c1"); err != nil {
-		t.Fatalf("RemoveConnection again: %v", err)
+	if removed, err := s.RemoveConnection(ctx, "c1"); err != nil || removed.ConnectionID != "" {
+		t.Fatalf("RemoveConnection again = %+v, %v; want nothing removed", removed, err)
 	}
 	if _, err := s.GetConnection(ctx, "c1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetConnection after remove = %v, want ErrNotFound", err)

@@ -97,6 +97,8 @@ func (h *Handler) dispatch(ctx context.Context, c *call) {
 	h.route(ctx, c)
 }
 
+// route runs an admitted message: a built-in action, or a registered action
+// the caller may run, inline (sync) or queued (async).
 func (h *Handler) route(ctx context.Context, c *call) {
 	switch c.msg.Action {
 	case "ping":

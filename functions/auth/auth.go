@@ -184,11 +184,19 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	case strings.Contains(c.TenantID, "#"):
 		return Identity{}, fmt.Errorf("%w: tenant_id contains '#'", ErrUnauthorized)
 	}
-	id := Identity{UserID: c.Subject, TenantID: c.TenantID, Permissions: []string(c.Permissions)}
+	id := Identity{UserID: c.Subject, TenantID: c.TenantID, Permissions: normalize(c.Permissions)}
 	if c.ExpiresAt != nil {
 		id.ExpiresAt = c.ExpiresAt.Time.UTC()
 	}
 	return id, nil
+}
+
+// normalize sorts the permissions and drops empty and repeated entries (they
+// are stored as a DynamoDB string set, which allows neither).
+func normalize(p []string) []string {
+	out := slices.DeleteFunc(slices.Clone(p), func(s string) bool { return s == "" })
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // hmacKey picks the key named by the token's kid; a token without kid uses the

@@ -93,7 +93,7 @@ func TestVerify(t *testing.T) {
 	}
 	rsaPubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&rsaKey.PublicKey))})
 	unsigned := must(jwt.NewWithClaims(jwt.SigningMethodNone, claimsWith(nil)).SignedString(jwt.UnsafeAllowNoneSignatureType))
-	want := Identity{UserID: "user-1", TenantID: "acme", Permissions: []string{"echo", "delay"}}
+	want := Identity{UserID: "user-1", TenantID: "acme", Permissions: []string{"delay", "echo"}}
 
 	tests := []struct {
 		name     string
@@ -126,6 +126,7 @@ func TestVerify(t *testing.T) {
 		{"no sub", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { delete(c, "sub") })), false},
 		{"no tenant", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { delete(c, "tenant_id") })), false},
 		{"tenant with #", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["tenant_id"] = "a#b" })), false},
+		{"permissions cleaned", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["permissions"] = []string{"echo", "", "delay", "echo"} })), true},
 		{"permissions not a list", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["permissions"] = 5 })), false},
 		{"malformed", both, "not.a.jwt", false},
 		{"empty", both, "", false},

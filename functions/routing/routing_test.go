@@ -31,6 +31,7 @@ func TestConnect(t *testing.T) {
 		{"no sub", "c6", token(t, jwt.MapClaims{"sub": nil}), 401, false},
 		{"over the tenant limit", "c7", token(t, nil), 403, false},
 		{"other tenant", "c8", token(t, jwt.MapClaims{"tenant_id": "globex"}), 200, true},
+		{"repeated and empty permissions", "c9", token(t, jwt.MapClaims{"tenant_id": "initech", "permissions": []string{"echo", "", "echo"}}), 200, true},
 	}
 	for _, tt := range tests { // in order: the limit depends on earlier rows
 		if got := hs.connect(tt.conn, tt.give); got != tt.wantCode {

@@ -23,6 +23,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// Claim size limits: ids become parts of DynamoDB keys.
+const (
+	MaxTenantIDBytes = 128
+	MaxSubjectBytes  = 256
+)
+
 // ErrUnauthorized wraps every reason a token is refused.
 var ErrUnauthorized = errors.New("unauthorized")
 
@@ -183,6 +189,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: token has no tenant_id", ErrUnauthorized)
 	case strings.Contains(c.TenantID, "#"):
 		return Identity{}, fmt.Errorf("%w: tenant_id contains '#'", ErrUnauthorized)
+	case len(c.TenantID) > MaxTenantIDBytes || len(c.Subject) > MaxSubjectBytes:
+		return Identity{}, fmt.Errorf("%w: tenant_id or sub too long", ErrUnauthorized)
 	}
 	id := Identity{UserID: c.Subject, TenantID: c.TenantID, Permissions: normalize(c.Permissions)}
 	if c.ExpiresAt != nil {

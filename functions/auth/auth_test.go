@@ -126,6 +126,7 @@ func TestVerify(t *testing.T) {
 		{"no sub", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { delete(c, "sub") })), false},
 		{"no tenant", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { delete(c, "tenant_id") })), false},
 		{"tenant with #", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["tenant_id"] = "a#b" })), false},
+		{"tenant too long", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["tenant_id"] = strings.Repeat("t", 129) })), false},
 		{"permissions cleaned", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["permissions"] = []string{"echo", "", "delay", "echo"} })), true},
 		{"permissions not a list", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["permissions"] = 5 })), false},
 		{"malformed", both, "not.a.jwt", false},

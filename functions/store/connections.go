@@ -42,7 +42,7 @@ func (s *Store) PutConnection(ctx context.Context, c Connection, maxPerTenant in
 		{Update: s.counterUpdate(c.TenantID, AttrTenantConnections, 1, maxPerTenant)},
 	}}
 	for retried := false; ; retried = true {
-		_, err = s.db.TransactWriteItems(ctx, in)
+		err = s.transact(ctx, in)
 		reasons := cancelReasons(err)
 		switch {
 		case err == nil:

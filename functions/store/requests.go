@@ -59,7 +59,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, 
 	}}
 	in.TransactItems = append(in.TransactItems, extra...)
 	for retried := false; ; retried = true {
-		_, err = s.db.TransactWriteItems(ctx, in)
+		err = s.transact(ctx, in)
 		reasons := cancelReasons(err)
 		switch {
 		case err == nil:
@@ -150,7 +150,7 @@ func (s *Store) CancelRequest(ctx context.Context, tenantID, id string) (Request
 	if err != nil {
 		return Request{}, wrap("cancel request", err)
 	}
-	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+	err = s.transact(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 		{Update: &types.Update{
 			TableName:                 aws.String(s.tables.Requests),
 			Key:                       reqKey(RequestKey(tenantID, id)),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -92,6 +93,43 @@ func extraFailed(reasons []types.CancellationReason, from int) bool {
 	return false
 }
 
-const codeConditionFailed = "ConditionalCheckFailed"
+const (
+	codeConditionFailed = "ConditionalCheckFailed"
+	codeConflict        = "TransactionConflict"
+)
+
+// transact runs a transaction, retrying it a few times with jittered backoff
+// while it is cancelled only because of a concurrent transaction on the same
+// items (TransactionConflict); any other outcome is returned as is.
+func (s *Store) transact(ctx context.Context, in *dynamodb.TransactWriteItemsInput) error {
+	for attempt := 0; ; attempt++ {
+		_, err := s.db.TransactWriteItems(ctx, in)
+		if err == nil || attempt == 4 || !conflictOnly(cancelReasons(err)) {
+			return err
+		}
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond) << attempt)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// conflictOnly reports whether a cancelled transaction failed on conflicts
+// alone, with no failed condition.
+func conflictOnly(reasons []types.CancellationReason) bool {
+	conflict := false
+	for i := range reasons {
+		switch {
+		case reasonIs(reasons, i, codeConflict):
+			conflict = true
+		case reasonIs(reasons, i, codeConditionFailed):
+			return false
+		}
+	}
+	return conflict
+}
 
 func wrap(op string, err error) error { return fmt.Errorf("%s: %w", op, err) }

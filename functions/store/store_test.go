@@ -331,3 +331,33 @@ func TestRateLimitReservationCommits(t *testing.T) {
 		t.Errorf("a fresh instance admitted a third message: %+v, %v", adm, err)
 	}
 }
+
+func TestCreateRequestConcurrentDuplicates(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	const n = 8
+	results := make(chan bool, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, created, err := s.CreateRequest(context.Background(), pending("t1", "same"), Subscription{ConnectionID: fmt.Sprint("c", i)}, 100)
+			results <- created
+			errs <- err
+		}()
+	}
+	created := 0
+	for range n {
+		if <-results {
+			created++
+		}
+		if err := <-errs; err != nil {
+			t.Errorf("CreateRequest: %v", err)
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of %d concurrent submissions created the request, want exactly 1", created, n)
+	}
+	if _, i := counters(t, s, "t1"); i != 1 {
+		t.Errorf("inflight = %d, want 1", i)
+	}
+}

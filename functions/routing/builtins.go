@@ -52,10 +52,8 @@ func (h *Handler) subscribe(ctx context.Context, c *call) {
 		h.send(ctx, c, completeFrame(r))
 		return
 	}
-	now := h.now()
-	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: r.RequestID, TenantID: r.TenantID,
-		EventTypes: t.EventTypes, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
-	if err := h.store.PutSubscription(ctx, sub); err != nil {
+	r, err := h.follow(ctx, c, r, t.EventTypes)
+	if err != nil {
 		h.internal(ctx, c, "subscribe", err)
 		return
 	}
@@ -64,6 +62,23 @@ func (h *Handler) subscribe(ctx context.Context, c *call) {
 		data["event_types"] = t.EventTypes
 	}
 	h.respond(ctx, c, true, data)
+	if sub := (store.Subscription{EventTypes: t.EventTypes}); r.Status.Final() && sub.Wants(protocol.EventComplete) {
+		h.send(ctx, c, completeFrame(r))
+	}
+}
+
+// follow subscribes the caller to r and returns r as stored afterwards. A
+// request that finished meanwhile may have broadcast its final frame before
+// the subscription existed; the caller sends it when the result is final (a
+// subscriber may then see the final frame twice, never zero times).
+func (h *Handler) follow(ctx context.Context, c *call, r store.Request, eventTypes []string) (store.Request, error) {
+	now := h.now()
+	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: r.RequestID, TenantID: r.TenantID,
+		EventTypes: eventTypes, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
+	if err := h.store.PutSubscription(ctx, sub); err != nil {
+		return r, err
+	}
+	return h.store.GetRequest(ctx, r.TenantID, r.ID)
 }
 
 // unsubscribe stops following a request; unsubscribing twice is not an error.

@@ -82,10 +82,22 @@ func (hs *harness) metric(name string, dims map[string]string) float64 {
 	return sum
 }
 
-type option func(*routing.Config, *float64)
+// settings are what options change.
+type settings struct {
+	cfg   routing.Config
+	rate  float64
+	store func(*store.Store) routing.Store
+}
 
-func withConfig(f func(*routing.Config)) option { return func(c *routing.Config, _ *float64) { f(c) } }
-func withRate(r float64) option                 { return func(_ *routing.Config, rate *float64) { *rate = r } }
+type option func(*settings)
+
+func withConfig(f func(*routing.Config)) option { return func(s *settings) { f(&s.cfg) } }
+func withRate(r float64) option                 { return func(s *settings) { s.rate = r } }
+
+// withStore wraps the store the router uses.
+func withStore(wrap func(*store.Store) routing.Store) option {
+	return func(s *settings) { s.store = wrap }
+}
 
 func newHarness(t testing.TB, opts ...option) *harness {
 	t.Helper()
@@ -100,20 +112,19 @@ func newHarness(t testing.TB, opts ...option) *harness {
 	reg := actions.NewRegistry()
 	demo.Register(reg)
 	registerTestActions(reg)
-	cfg := routing.Config{Endpoint: srv.URL}
-	rate := 0.0
+	set := settings{cfg: routing.Config{Endpoint: srv.URL}, store: func(st *store.Store) routing.Store { return st }}
 	for _, o := range opts {
-		o(&cfg, &rate)
+		o(&set)
 	}
 	emfOut := &syncBuffer{}
 	emf := metrics.New(emfOut, "router")
 	notifier := func(ep string) routing.Notifier { return notify.New(connections.New(ep, aws.Config{}), st, logger) }
 	build := func() *routing.Handler {
 		var limiter routing.Limiter
-		if rate > 0 {
-			limiter = st.NewRateLimiter(rate)
+		if set.rate > 0 {
+			limiter = st.NewRateLimiter(set.rate)
 		}
-		return routing.New(reg, st, limiter, verifier, notifier, emf, cfg, logger)
+		return routing.New(reg, set.store(st), limiter, verifier, notifier, emf, set.cfg, logger)
 	}
 	return &harness{t: t, h: build(), build: build, store: st, db: env.Client, conns: srv, emf: emfOut}
 }

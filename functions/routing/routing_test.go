@@ -7,10 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/streamer-dev/streamer/functions/routing"
 	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/internal/ddblocal"
+	"github.com/streamer-dev/streamer/internal/ddbtest"
 )
 
 func TestConnect(t *testing.T) {
@@ -419,5 +424,48 @@ func TestMetrics(t *testing.T) {
 	}
 	if hs.metric(routing.MetricLatency, map[string]string{routing.DimAction: "echo"}) <= 0 {
 		t.Error("no RouterLatency for echo")
+	}
+}
+
+// finishingStore completes the request while the router stores a
+// subscription to it, as a processor finishing at that moment would.
+type finishingStore struct {
+	*store.Store
+	db    *dynamodb.Client
+	table string
+}
+
+func (f finishingStore) PutSubscription(ctx context.Context, sub store.Subscription) error {
+	if err := f.Store.PutSubscription(ctx, sub); err != nil {
+		return err
+	}
+	_, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(f.table),
+		Key:                       map[string]types.AttributeValue{"RequestID": &types.AttributeValueMemberS{Value: sub.RequestID}},
+		UpdateExpression:          aws.String("SET #s = :done, #r = :result"),
+		ExpressionAttributeNames:  map[string]string{"#s": "Status", "#r": "Result"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":done": &types.AttributeValueMemberS{Value: "COMPLETED"}, ":result": &types.AttributeValueMemberS{Value: `{"ok":true}`}},
+	})
+	return err
+}
+
+func TestSubscribeWhileFinishing(t *testing.T) {
+	t.Parallel()
+	db := ddblocal.NewClient(ddbtest.Endpoint(t))
+	hs := newHarness(t, withStore(func(st *store.Store) routing.Store {
+		return finishingStore{Store: st, db: db, table: st.Tables().Requests}
+	}))
+	hs.mustConnect("c1", "acme")
+	hs.mustConnect("c2", "acme")
+	// c1's request is stored directly: the finishing store would complete it
+	// on the router's own subscription write.
+	r := store.Request{RequestID: store.RequestKey("acme", "r1"), ID: "r1", TenantID: "acme", ConnectionID: "c1", UserID: "u",
+		Status: store.StatusPending, Action: "delay", Payload: "{}", CreatedAt: 1, TTL: time.Now().Add(time.Hour).Unix()}
+	if _, _, err := hs.store.CreateRequest(context.Background(), r, store.Subscription{ConnectionID: "c1"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	frames := hs.send("c2", `{"action":"subscribe","id":"s1","payload":{"request_id":"r1"}}`)
+	if len(frames) != 2 || frames[0]["type"] != "response" || frames[1]["type"] != "complete" || frames[1]["success"] != true {
+		t.Errorf("frames %v, want the response and the final frame", frames)
 	}
 }

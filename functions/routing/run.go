@@ -202,15 +202,18 @@ func (h *Handler) duplicate(ctx context.Context, c *call, action actions.Action,
 		return
 	}
 	// A client that resubmits after reconnecting follows the request again.
-	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, RequestID: existing.RequestID, TenantID: existing.TenantID,
-		CreatedAt: h.now().UnixMilli(), TTL: h.now().Add(h.cfg.ConnectionTTL).Unix()}
-	if err := h.store.PutSubscription(ctx, sub); err != nil {
+	latest, err := h.follow(ctx, c, existing, nil)
+	if err != nil {
 		h.internal(ctx, c, "subscribe duplicate", err)
 		return
 	}
+	if latest.Status.Final() {
+		h.send(ctx, c, completeFrame(latest))
+		return
+	}
 	h.send(ctx, c, protocol.Acknowledgment{
-		Type: protocol.TypeAcknowledgment, RequestID: existing.ID, Status: "queued",
-		Message: "duplicate id: the request is already " + string(existing.Status),
+		Type: protocol.TypeAcknowledgment, RequestID: latest.ID, Status: "queued",
+		Message: "duplicate id: the request is already " + string(latest.Status),
 	})
 }
 

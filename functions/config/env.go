@@ -56,6 +56,9 @@ const (
 
 	// EnvProcessorConcurrency bounds how many records of one batch run at once.
 	EnvProcessorConcurrency = "STREAMER_PROCESSOR_CONCURRENCY"
+	// EnvProgressRate caps the progress frames per second per request; faster
+	// updates are coalesced (the last one and 100% always go out).
+	EnvProgressRate = "STREAMER_PROGRESS_RATE"
 
 	// EnvDynamoDBEndpoint points the DynamoDB client at another endpoint
 	// (DynamoDB Local); unset in AWS.

@@ -1,16 +1,16 @@
 // Command processor is the processor Lambda: it runs queued requests from the
-// requests table's stream. Placeholder until the processor lands.
+// requests table's stream and the retry queue. Embedders write the same three
+// lines with their own actions registered.
 package main
 
 import (
-	"context"
-
-	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/app"
+	"github.com/streamer-dev/streamer/functions/demo"
 )
 
 func main() {
-	lambda.Start(func(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
-		return events.DynamoDBEventResponse{}, nil
-	})
+	reg := actions.NewRegistry()
+	demo.Register(reg)
+	app.StartProcessor(reg)
 }

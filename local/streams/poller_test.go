@@ -1,0 +1,191 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/streamer-dev/streamer/functions/schema"
+	"github.com/streamer-dev/streamer/internal/ddblocal"
+	"github.com/streamer-dev/streamer/internal/ddbtest"
+)
+
+// recorder is a stream handler that records each invocation's request ids and
+// answers with fail's verdict.
+type recorder struct {
+	mu    sync.Mutex
+	calls [][]string
+	fail  func(call int, ids []string) (events.DynamoDBEventResponse, error)
+}
+
+func (r *recorder) handle(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return events.DynamoDBEventResponse{}, fmt.Errorf("no deadline")
+	}
+	ids := make([]string, len(ev.Records))
+	for i, rec := range ev.Records {
+		ids[i] = rec.Change.NewImage[schema.AttrRequestID].String()
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, ids)
+	n := len(r.calls)
+	r.mu.Unlock()
+	if r.fail == nil {
+		return events.DynamoDBEventResponse{}, nil
+	}
+	resp, err := r.fail(n, ids)
+	for i := range resp.BatchItemFailures {
+		id := resp.BatchItemFailures[i].ItemIdentifier
+		for _, rec := range ev.Records {
+			if rec.Change.NewImage[schema.AttrRequestID].String() == id {
+				resp.BatchItemFailures[i].ItemIdentifier = rec.Change.SequenceNumber
+			}
+		}
+	}
+	return resp, err
+}
+
+func (r *recorder) snapshot() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+// put writes request items; pending ones pass the stream filter.
+func put(t *testing.T, c *dynamodb.Client, table string, ids []string, status string) {
+	t.Helper()
+	for _, id := range ids {
+		_, err := c.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
+			schema.AttrRequestID: &types.AttributeValueMemberS{Value: id},
+			schema.AttrStatus:    &types.AttributeValueMemberS{Value: status},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// run starts a poller and returns a wait function that polls cond.
+func run(t *testing.T, r *recorder, onFailure OnFailure) (Env ddbtest.Env, wait func(cond func() bool)) {
+	t.Helper()
+	env := ddbtest.Tables(t)
+	p := NewPoller(ddblocal.NewStreamsClient(env.Endpoint), env.Tables.Requests, r.handle, onFailure, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p.Interval = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return env, func(cond func() bool) {
+		t.Helper()
+		for end := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("condition not met; calls %v", r.snapshot())
+			}
+		}
+	}
+}
+
+func TestPollerFiltersAndBatches(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	env, wait := run(t, r, nil)
+	var want []string
+	for i := range 25 {
+		want = append(want, fmt.Sprintf("r%02d", i))
+	}
+	put(t, env.Client, env.Tables.Requests, []string{"done1"}, "COMPLETED")
+	put(t, env.Client, env.Tables.Requests, want, "PENDING")
+	put(t, env.Client, env.Tables.Requests, want[:3], "PROCESSING") // MODIFY records never pass
+	var got []string
+	wait(func() bool {
+		got = slices.Concat(r.snapshot()...)
+		return len(got) >= len(want)
+	})
+	time.Sleep(200 * time.Millisecond) // nothing more must come
+	got = nil
+	for _, call := range r.snapshot() {
+		if len(call) > DefaultBatchSize {
+			t.Errorf("batch of %d records, more than %d", len(call), DefaultBatchSize)
+		}
+		got = append(got, call...)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestPollerRedeliversFromFirstFailure(t *testing.T) {
+	t.Parallel()
+	failed := false
+	r := &recorder{fail: func(_ int, ids []string) (events.DynamoDBEventResponse, error) {
+		if !failed && slices.Contains(ids, "b") {
+			failed = true
+			var resp events.DynamoDBEventResponse
+			for _, id := range ids[slices.Index(ids, "b"):] {
+				resp.BatchItemFailures = append(resp.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: id})
+			}
+			return resp, nil
+		}
+		return events.DynamoDBEventResponse{}, nil
+	}}
+	env, wait := run(t, r, nil)
+	put(t, env.Client, env.Tables.Requests, []string{"a", "b", "c"}, "PENDING")
+	wait(func() bool { c := slices.Concat(r.snapshot()...); return len(c) > 0 && c[len(c)-1] == "c" && failed })
+	got := slices.Concat(r.snapshot()...)
+	// "b" failed: "b" and "c" come again; "a" never does.
+	if i := slices.Index(got, "a"); i < 0 || slices.Index(got[i+1:], "a") >= 0 {
+		t.Errorf("a delivered other than once: %v", got)
+	}
+	if n := len(slices.DeleteFunc(slices.Clone(got), func(s string) bool { return s != "b" })); n != 2 {
+		t.Errorf("b delivered %d times, want 2: %v", n, got)
+	}
+}
+
+func TestPollerSendsExhaustedBatchToOnFailure(t *testing.T) {
+	t.Parallel()
+	r := &recorder{fail: func(_ int, ids []string) (events.DynamoDBEventResponse, error) {
+		if slices.Contains(ids, "bad") {
+			return events.DynamoDBEventResponse{}, fmt.Errorf("boom")
+		}
+		return events.DynamoDBEventResponse{}, nil
+	}}
+	var mu sync.Mutex
+	var bodies []string
+	env, wait := run(t, r, func(_ context.Context, body string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		bodies = append(bodies, body)
+		return nil
+	})
+	put(t, env.Client, env.Tables.Requests, []string{"bad", "after"}, "PENDING")
+	wait(func() bool { return slices.Contains(slices.Concat(r.snapshot()...), "after") && func() bool { mu.Lock(); defer mu.Unlock(); return len(bodies) > 0 }() })
+	mu.Lock()
+	defer mu.Unlock()
+	var rec failureRecord
+	if err := json.Unmarshal([]byte(bodies[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.RequestContext.Condition != "RetryAttemptsExhausted" || rec.BatchInfo.BatchSize != 1 || rec.BatchInfo.StreamArn == "" {
+		t.Errorf("failure record %s", bodies[0])
+	}
+	bad := len(slices.DeleteFunc(slices.Concat(r.snapshot()...), func(s string) bool { return s != "bad" }))
+	if bad != DefaultRetryAttempts+1 && bad != DefaultRetryAttempts+2 {
+		t.Errorf("bad invoked %d times, want %d retries after the first", bad, DefaultRetryAttempts)
+	}
+}

@@ -81,7 +81,7 @@ func (p *poster) ofType(id, typ string) []map[string]any {
 // env is one test's processor world: fresh tables on DynamoDB Local, a retry
 // queue and a dead-letter queue on sqslocal, and a recording @connections.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ddb     ddbtest.Env
 	store   *store.Store
 	sqs     *sqs.Client
@@ -93,7 +93,7 @@ type env struct {
 	iters   map[string]*string // shard id → next iterator
 }
 
-func newEnv(t *testing.T, gone ...string) *env {
+func newEnv(t testing.TB, gone ...string) *env {
 	t.Helper()
 	d := ddbtest.Tables(t)
 	srv := httptest.NewServer(sqslocal.New())

@@ -143,11 +143,11 @@ func (h *Handler) HandleStream(ctx context.Context, ev events.DynamoDBEvent) (ev
 		if !streamfilter.Match(rec) {
 			continue
 		}
-		if h.tooLate(ctx) {
-			fail()
-			continue
-		}
 		g.Go(func() error {
+			if h.tooLate(ctx) {
+				fail()
+				return nil
+			}
 			if err := h.streamRecord(ctx, rec); err != nil {
 				h.logger.ErrorContext(ctx, "stream record", "event_id", rec.EventID, "error", err)
 				fail()
@@ -222,11 +222,11 @@ func (h *Handler) HandleQueue(ctx context.Context, ev events.SQSEvent) (events.S
 	var g errgroup.Group
 	g.SetLimit(h.cfg.Concurrency)
 	for _, j := range jobs {
-		if h.tooLate(ctx) {
-			fail(j.msgID)
-			continue
-		}
 		g.Go(func() error {
+			if h.tooLate(ctx) {
+				fail(j.msgID)
+				return nil
+			}
 			if err := h.run(ctx, j.r, j.w.DueMs); err != nil {
 				h.logger.ErrorContext(ctx, "wake-up", "request_key", j.w.RequestKey, "reason", j.w.Reason, "error", err)
 				fail(j.msgID)

@@ -167,8 +167,17 @@ func (p *Poller) readShard(ctx context.Context, arn, shard string) {
 		}
 		out, gerr := p.client.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(int32(p.BatchSize))})
 		var expired *types.ExpiredIteratorException
+		var trimmed *types.TrimmedDataAccessException
 		switch {
 		case errors.As(gerr, &expired):
+			iter, err = p.iterator(ctx, arn, shard, after)
+			continue
+		case errors.As(gerr, &trimmed):
+			// DynamoDB Local answers so for a TRIM_HORIZON iterator taken
+			// while the shard was still empty: take a fresh one.
+			if !sleep(ctx, p.Interval) {
+				return
+			}
 			iter, err = p.iterator(ctx, arn, shard, after)
 			continue
 		case gerr != nil:

@@ -175,7 +175,9 @@ func TestPollerSendsExhaustedBatchToOnFailure(t *testing.T) {
 		return nil
 	})
 	put(t, env.Client, env.Tables.Requests, []string{"bad", "after"}, "PENDING")
-	wait(func() bool { return slices.Contains(slices.Concat(r.snapshot()...), "after") && func() bool { mu.Lock(); defer mu.Unlock(); return len(bodies) > 0 }() })
+	wait(func() bool {
+		return slices.Contains(slices.Concat(r.snapshot()...), "after") && func() bool { mu.Lock(); defer mu.Unlock(); return len(bodies) > 0 }()
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	var rec failureRecord

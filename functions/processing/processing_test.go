@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -435,5 +436,43 @@ func TestQueueRunsByPriority(t *testing.T) {
 	want := []string{"high-early", "high-late", "mid", "low"}
 	if !reflect.DeepEqual(order, want) {
 		t.Errorf("run order %v, want %v", order, want)
+	}
+}
+
+func TestLargeResults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		size        int
+		wantStatus  store.Status
+		wantSuccess bool
+	}{
+		{name: "too large for a frame: stored, announced without the result", size: 64 << 10, wantStatus: store.StatusCompleted, wantSuccess: true},
+		{name: "too large for the item: failed", size: store.MaxResultBytes + 1, wantStatus: store.StatusFailed, wantSuccess: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.reg.MustRegister("big", func(context.Context, actions.Request, actions.Reporter) (any, error) {
+				return strings.Repeat("x", tt.size), nil
+			}, actions.Options{})
+			r := e.submit("r1", "big")
+			if _, err := e.handler(Config{}).HandleStream(context.Background(), events.DynamoDBEvent{Records: e.records()}); err != nil {
+				t.Fatal(err)
+			}
+			got := e.get(r)
+			if got.Status != tt.wantStatus || e.inflight() != 0 {
+				t.Errorf("status %s inflight %d, want %s 0", got.Status, e.inflight(), tt.wantStatus)
+			}
+			done := e.completes("c1")
+			if len(done) != 1 {
+				t.Fatalf("complete frames %d, want 1", len(done))
+			}
+			errBody, _ := done[0]["error"].(map[string]any)
+			if done[0]["success"] != tt.wantSuccess || done[0]["result"] != nil || errBody["code"] != CodeResultTooLarge {
+				t.Errorf("complete frame %v", done[0])
+			}
+		})
 	}
 }

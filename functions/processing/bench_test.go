@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/streamer-dev/streamer/functions/actions"
 	"github.com/streamer-dev/streamer/functions/config"
@@ -60,15 +61,27 @@ func (c *writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(req)
 }
 
-// benchHandler is a processor whose store's DynamoDB traffic is counted.
-func benchHandler(e *env, counter *writeCounter) *Handler {
+// sendCounter counts SQS messages sent.
+type sendCounter struct {
+	Queue
+	sends atomic.Int64
+}
+
+func (c *sendCounter) SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	c.sends.Add(1)
+	return c.Queue.SendMessage(ctx, in, optFns...)
+}
+
+// benchHandler is a processor whose DynamoDB writes and SQS sends are counted.
+func benchHandler(e *env, counter *writeCounter, sends *sendCounter) *Handler {
 	client := dynamodb.NewFromConfig(ddblocal.AWSConfig(), func(o *dynamodb.Options) {
 		o.BaseEndpoint = aws.String(e.ddb.Endpoint)
 		o.HTTPClient = &http.Client{Transport: counter}
 	})
 	st := store.New(client, config.Tables{Connections: e.ddb.Tables.Connections, Requests: e.ddb.Tables.Requests, Subscriptions: e.ddb.Tables.Subscriptions})
 	cfg := Config{RetryQueueURL: e.retry, DeadLetterQueueURL: e.dlq}
-	return New(e.reg, st, notify.New(e.poster, st, discard), e.sqs, metrics.Discard(), cfg, discard)
+	sends.Queue = e.sqs
+	return New(e.reg, st, notify.New(e.poster, st, discard), sends, metrics.Discard(), cfg, discard)
 }
 
 // submitBatch stores n requests and returns their INSERT records in batches
@@ -94,7 +107,7 @@ func BenchmarkProcessorNoop(b *testing.B) {
 	e := newEnv(b)
 	e.reg.MustRegister("noop", func(context.Context, actions.Request, actions.Reporter) (any, error) { return nil, nil }, actions.Options{})
 	evs := submitBatch(b, e, b.N, "noop")
-	h := benchHandler(e, &writeCounter{next: http.DefaultTransport})
+	h := benchHandler(e, &writeCounter{next: http.DefaultTransport}, &sendCounter{})
 	b.ResetTimer()
 	start := time.Now()
 	for _, ev := range evs {
@@ -108,7 +121,7 @@ func BenchmarkProcessorNoop(b *testing.B) {
 // BenchmarkWritesPerLifecycle counts the processor's DynamoDB writes for one
 // request that reports progress five times and completes: the claim, the
 // coalesced progress writes, and the final transaction (request + tenant
-// counter).
+// counter). It also reports the SQS messages sent (the lease watchdog).
 func BenchmarkWritesPerLifecycle(b *testing.B) {
 	e := newEnv(b)
 	e.reg.MustRegister("steps", func(ctx context.Context, req actions.Request, rep actions.Reporter) (any, error) {
@@ -119,7 +132,8 @@ func BenchmarkWritesPerLifecycle(b *testing.B) {
 	}, actions.Options{})
 	evs := submitBatch(b, e, b.N, "steps")
 	counter := &writeCounter{next: http.DefaultTransport}
-	h := benchHandler(e, counter)
+	sends := &sendCounter{}
+	h := benchHandler(e, counter, sends)
 	b.ResetTimer()
 	for _, ev := range evs {
 		if resp, err := h.HandleStream(context.Background(), ev); err != nil || len(resp.BatchItemFailures) > 0 {
@@ -128,4 +142,5 @@ func BenchmarkWritesPerLifecycle(b *testing.B) {
 	}
 	b.ReportMetric(float64(counter.items.Load())/float64(b.N), "writes/req")
 	b.ReportMetric(float64(counter.calls.Load())/float64(b.N), "write-calls/req")
+	b.ReportMetric(float64(sends.sends.Load())/float64(b.N), "sqs-sends/req")
 }

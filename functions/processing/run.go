@@ -139,9 +139,9 @@ func (o *outcome) execute(ctx context.Context, action actions.Action, runEnd tim
 	switch {
 	case lost() || o.rep.LeaseLost():
 		return o.lost(ctx)
-	case timedOut:
+	case err != nil && timedOut:
 		return o.retryOrFail(ctx, store.ErrorInfo{Code: protocol.CodeTimeout, Message: fmt.Sprintf("the action did not finish within %s", runEnd.Sub(start).Round(time.Millisecond))},
-			fmt.Errorf("timed out: %w", cmpErr(err)))
+			fmt.Errorf("timed out: %w", err))
 	case err != nil:
 		info := clientError(err)
 		if actions.IsPermanent(err) {
@@ -150,13 +150,6 @@ func (o *outcome) execute(ctx context.Context, action actions.Action, runEnd tim
 		return o.retryOrFail(ctx, info, err)
 	}
 	return o.complete(ctx, result)
-}
-
-func cmpErr(err error) error {
-	if err == nil {
-		return context.DeadlineExceeded
-	}
-	return err
 }
 
 // call runs the handler, turning a panic into an error.

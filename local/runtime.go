@@ -307,6 +307,9 @@ func (rt *Runtime) Queues() Queues { return rt.queues }
 // Connections is the number of open WebSocket connections.
 func (rt *Runtime) Connections() int { return rt.gw.Count() }
 
+// DisconnectAll closes every WebSocket connection with 1001 (going away).
+func (rt *Runtime) DisconnectAll() { rt.gw.DisconnectAll() }
+
 // Token mints an HS256 token for user in tenant with every permission,
 // valid for ttl.
 func (rt *Runtime) Token(tenant, user string, ttl time.Duration) (string, error) {

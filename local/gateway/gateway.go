@@ -125,12 +125,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Close closes every connection and waits for their $disconnect events.
 func (g *Gateway) Close() {
+	g.DisconnectAll()
+	g.wg.Wait()
+}
+
+// DisconnectAll closes every connection with 1001 (going away), as API
+// Gateway does on a deployment or at the 2-hour cap; each gets its
+// $disconnect.
+func (g *Gateway) DisconnectAll() {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	for _, c := range g.conns {
 		c.close(websocket.StatusGoingAway)
 	}
-	g.mu.Unlock()
-	g.wg.Wait()
 }
 
 // Count returns the number of open connections.

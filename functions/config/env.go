@@ -68,4 +68,8 @@ const (
 	EnvSQSEndpoint = "SQS_ENDPOINT"
 	// EnvLogLevel is the slog level: debug, info, warn or error.
 	EnvLogLevel = "STREAMER_LOG_LEVEL"
+
+	// EnvAddr is the local runtime's listen address (page, WebSocket endpoint
+	// and @connections API); only `make dev` reads it.
+	EnvAddr = "STREAMER_ADDR"
 )

@@ -29,6 +29,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/config"
 	"github.com/streamer-dev/streamer/functions/demo"
+	"github.com/streamer-dev/streamer/functions/store"
 	"github.com/streamer-dev/streamer/internal/ddblocal"
 	"github.com/streamer-dev/streamer/local/gateway"
 	"github.com/streamer-dev/streamer/local/sqslocal"
@@ -300,6 +301,11 @@ func (rt *Runtime) DynamoDB() *dynamodb.Client { return rt.ddb }
 
 // SQS is a client of the runtime's queues.
 func (rt *Runtime) SQS() *sqs.Client { return rt.sqs }
+
+// Store reads and writes the runtime's tables as the router and processor do.
+func (rt *Runtime) Store() *store.Store {
+	return store.New(rt.ddb, config.Tables{Connections: rt.tables.Connections, Requests: rt.tables.Requests, Subscriptions: rt.tables.Subscriptions})
+}
 
 // Queues are the URLs of the runtime's queues.
 func (rt *Runtime) Queues() Queues { return rt.queues }

@@ -11,3 +11,11 @@ fi
 # makes it a module of its own, so that ./... skips it.
 [ -f node_modules/go.mod ] || echo 'module node_modules // keeps ./... out of npm packages' > node_modules/go.mod
 ./scripts/fetch-dynamodb-local.sh
+# The page's browser test drives Debian's chromium with playwright-core.
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    $SUDO apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi

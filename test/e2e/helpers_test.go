@@ -38,11 +38,11 @@ type frame struct {
 
 // conn is a raw WebSocket client, to see every frame as it arrives.
 type conn struct {
-	t  *testing.T
+	t  testing.TB
 	ws *websocket.Conn
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel)
@@ -50,7 +50,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // connect dials rt with a token for user in tenant.
-func connect(t *testing.T, rt *local.Runtime, tenant, user string) *conn {
+func connect(t testing.TB, rt *local.Runtime, tenant, user string) *conn {
 	t.Helper()
 	ws, _, err := websocket.Dial(testCtx(t), rt.WSURL()+"?token="+localtest.Token(t, rt, tenant, user), nil)
 	if err != nil {

@@ -9,14 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/streamer-dev/streamer/client"
 	"github.com/streamer-dev/streamer/functions/protocol"
-	"github.com/streamer-dev/streamer/functions/schema"
 	"github.com/streamer-dev/streamer/functions/store"
 	"github.com/streamer-dev/streamer/local"
 	"github.com/streamer-dev/streamer/local/gateway"
@@ -41,17 +35,11 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// stored reads a request item as the tenant's key.
+// stored reads a request item as the router and processor do.
 func stored(t *testing.T, rt *local.Runtime, tenant, id string) store.Request {
 	t.Helper()
-	out, err := rt.DynamoDB().GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName: aws.String(rt.Tables().Requests), Key: map[string]types.AttributeValue{schema.AttrRequestID: &types.AttributeValueMemberS{Value: store.RequestKey(tenant, id)}}, ConsistentRead: aws.Bool(true),
-	})
+	r, err := rt.Store().GetRequest(context.Background(), tenant, id)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var r store.Request
-	if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -147,7 +135,10 @@ func TestSubscribeStatusCancel(t *testing.T) {
 		_, err := owner.Request(ctx, "delay", map[string]any{"seconds": 30, "steps": 30}, nil, client.WithID("long-1"))
 		done <- err
 	}()
-	waitFor(t, func() bool { st, err := watcher.Status(ctx, "long-1"); return err == nil && st.Status == string(store.StatusProcessing) })
+	waitFor(t, func() bool {
+		st, err := watcher.Status(ctx, "long-1")
+		return err == nil && st.Status == string(store.StatusProcessing)
+	})
 	sub := make(chan error, 1)
 	go func() {
 		_, err := watcher.Subscribe(ctx, "long-1", nil)
@@ -191,7 +182,10 @@ func TestReconnectResumesInFlightRequests(t *testing.T) {
 			client.WithID("resume-1"))
 		done <- err
 	}()
-	waitFor(t, func() bool { return stored(t, rt, "client-reconnect", "resume-1").Status == store.StatusProcessing })
+	waitFor(t, func() bool {
+		r, err := rt.Store().GetRequest(context.Background(), "client-reconnect", "resume-1")
+		return err == nil && r.Status == store.StatusProcessing
+	})
 	rt.DisconnectAll()
 	if err := <-done; err != nil {
 		t.Fatal(err)

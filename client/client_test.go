@@ -48,7 +48,8 @@ func stored(t *testing.T, rt *local.Runtime, tenant, id string) store.Request {
 func TestRequest(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	c := dial(t, rt, "client-request", nil)
+	tenant := localtest.Tenant("client-request")
+	c := dial(t, rt, tenant, nil)
 	ctx := testCtx(t)
 
 	got, err := c.Request(ctx, "echo", map[string]string{"hello": "world"}, nil)
@@ -74,7 +75,7 @@ func TestRequest(t *testing.T) {
 	if len(seen) == 0 || seen[len(seen)-1] != 100 || !slices.IsSorted(seen) {
 		t.Errorf("progress %v, want increasing to 100", seen)
 	}
-	if r := stored(t, rt, "client-request", "delay-1"); r.Status != store.StatusCompleted || string(r.Result) != string(got) {
+	if r := stored(t, rt, tenant, "delay-1"); r.Status != store.StatusCompleted || string(r.Result) != string(got) {
 		t.Errorf("stored %s %s, want COMPLETED %s", r.Status, r.Result, got)
 	}
 }
@@ -82,7 +83,7 @@ func TestRequest(t *testing.T) {
 func TestErrorsCarryTheCode(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	c := dial(t, rt, "client-errors", nil)
+	c := dial(t, rt, localtest.Tenant("client-errors"), nil)
 	ctx := testCtx(t)
 	tests := []struct {
 		name, action string
@@ -127,7 +128,8 @@ func TestDialRefused(t *testing.T) {
 func TestSubscribeStatusCancel(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	owner, watcher := dial(t, rt, "client-sub", nil), dial(t, rt, "client-sub", nil)
+	tenant := localtest.Tenant("client-sub")
+	owner, watcher := dial(t, rt, tenant, nil), dial(t, rt, tenant, nil)
 	ctx := testCtx(t)
 
 	done := make(chan error, 1)
@@ -153,7 +155,7 @@ func TestSubscribeStatusCancel(t *testing.T) {
 			t.Errorf("%s: got %v, want CANCELLED", name, err)
 		}
 	}
-	if r := stored(t, rt, "client-sub", "long-1"); r.Status != store.StatusCancelled {
+	if r := stored(t, rt, tenant, "long-1"); r.Status != store.StatusCancelled {
 		t.Errorf("stored status %s, want CANCELLED", r.Status)
 	}
 }
@@ -170,7 +172,8 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestReconnectResumesInFlightRequests(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Start(t, local.Options{})
-	c := dial(t, rt, "client-reconnect", &client.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	tenant := localtest.Tenant("client-reconnect")
+	c := dial(t, rt, tenant, &client.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	ctx := testCtx(t)
 
 	var progress []float64
@@ -183,7 +186,7 @@ func TestReconnectResumesInFlightRequests(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, func() bool {
-		r, err := rt.Store().GetRequest(context.Background(), "client-reconnect", "resume-1")
+		r, err := rt.Store().GetRequest(context.Background(), tenant, "resume-1")
 		return err == nil && r.Status == store.StatusProcessing
 	})
 	rt.DisconnectAll()
@@ -193,7 +196,7 @@ func TestReconnectResumesInFlightRequests(t *testing.T) {
 	if c.Reconnects() < 1 {
 		t.Errorf("reconnects %d, want at least 1", c.Reconnects())
 	}
-	r := stored(t, rt, "client-reconnect", "resume-1")
+	r := stored(t, rt, tenant, "resume-1")
 	if r.Status != store.StatusCompleted || r.Attempt != 1 || string(r.Result) != string(result) {
 		t.Errorf("stored %s attempt %d result %s; want COMPLETED once with %s", r.Status, r.Attempt, r.Result, result)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,4 +70,10 @@ func Token(t testing.TB, rt *local.Runtime, tenant, user string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// Tenant returns name with a random suffix: a tenant of its own for each run
+// of a test on a shared runtime (go test -count=N).
+func Tenant(name string) string {
+	return name + "-" + strings.TrimSuffix(local.UniquePrefix(), "_")
 }

@@ -18,7 +18,8 @@ import (
 // COMPLETED after one attempt.
 func TestLoad(t *testing.T) {
 	t.Parallel()
-	const conns, perConn, tenant = 20, 25, "e2e-load"
+	const conns, perConn = 20, 25
+	tenant := localtest.Tenant("e2e-load")
 	rt := localtest.Start(t, local.Options{Env: map[string]string{config.EnvRateLimit: "0", config.EnvTenantMaxInflight: "100000"}})
 	clients := make([]*conn, conns)
 	for i := range clients {

@@ -22,7 +22,7 @@ import (
 func TestRejectedConnects(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-rejected"
+	tenant := localtest.Tenant("e2e-rejected")
 	expired, err := rt.Token(tenant, "alice", -time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func TestRejectedConnects(t *testing.T) {
 func TestSyncEchoAndConnectionLifecycle(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-echo"
+	tenant := localtest.Tenant("e2e-echo")
 	c := connect(t, rt, tenant, "alice")
 	eventually(t, "connection stored", func() bool { return tenantConnections(t, rt, tenant) == 1 })
 
@@ -84,7 +84,7 @@ func TestSyncEchoAndConnectionLifecycle(t *testing.T) {
 func TestAsyncRequestLifecycle(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-async"
+	tenant := localtest.Tenant("e2e-async")
 	c := connect(t, rt, tenant, "alice")
 	c.send(message{Action: "delay", ID: "job-1", Payload: map[string]any{"seconds": 0.4, "steps": 4}})
 	frames := c.until("job-1", protocol.TypeComplete)
@@ -130,7 +130,7 @@ func TestAsyncRequestLifecycle(t *testing.T) {
 func TestDuplicateIDRunsOnce(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-dup"
+	tenant := localtest.Tenant("e2e-dup")
 	c := connect(t, rt, tenant, "alice")
 	msg := message{Action: "delay", ID: "same", Payload: map[string]any{"seconds": 0.5, "steps": 2}}
 	c.send(msg)
@@ -167,7 +167,7 @@ func TestDuplicateIDRunsOnce(t *testing.T) {
 func TestSubscribeFromSecondConnection(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-sub"
+	tenant := localtest.Tenant("e2e-sub")
 	owner, watcher := connect(t, rt, tenant, "alice"), connect(t, rt, tenant, "bob")
 	owner.send(message{Action: "delay", ID: "watched", Payload: map[string]any{"seconds": 1.5, "steps": 5}})
 	owner.until("watched", protocol.TypeAcknowledgment)
@@ -194,7 +194,8 @@ func TestSubscribeFromSecondConnection(t *testing.T) {
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	a, b := connect(t, rt, "e2e-iso-a", "alice"), connect(t, rt, "e2e-iso-b", "bob")
+	ta, tb := localtest.Tenant("e2e-iso-a"), localtest.Tenant("e2e-iso-b")
+	a, b := connect(t, rt, ta, "alice"), connect(t, rt, tb, "bob")
 	a.send(message{Action: "delay", ID: "secret", Payload: map[string]any{"seconds": 0.2}})
 	a.until("secret", protocol.TypeComplete)
 	for _, action := range []string{"status", "subscribe", "cancel"} {
@@ -209,7 +210,7 @@ func TestTenantIsolation(t *testing.T) {
 	if f := b.until("secret", protocol.TypeComplete); !f[len(f)-1].Success || f[0].Type != protocol.TypeAcknowledgment {
 		t.Errorf("tenant b's own request %+v", f)
 	}
-	ra, rb := request(t, rt, "e2e-iso-a", "secret"), request(t, rt, "e2e-iso-b", "secret")
+	ra, rb := request(t, rt, ta, "secret"), request(t, rt, tb, "secret")
 	if ra.RequestID == rb.RequestID || ra.UserID != "alice" || rb.UserID != "bob" {
 		t.Errorf("stored keys %s %s users %s %s", ra.RequestID, rb.RequestID, ra.UserID, rb.UserID)
 	}
@@ -218,7 +219,7 @@ func TestTenantIsolation(t *testing.T) {
 func TestReconnectAndResume(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Start(t, local.Options{})
-	const tenant = "e2e-resume"
+	tenant := localtest.Tenant("e2e-resume")
 	c := dialClient(t, rt, tenant, &client.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 	type outcome struct {
 		res json.RawMessage
@@ -251,7 +252,7 @@ func TestReconnectAndResume(t *testing.T) {
 func TestRetryThenSuccess(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-retry"
+	tenant := localtest.Tenant("e2e-retry")
 	c := connect(t, rt, tenant, "alice")
 	c.send(message{Action: "fail", ID: "flaky", Payload: map[string]any{"times": 2}})
 	frames := c.until("flaky", protocol.TypeComplete)
@@ -267,7 +268,7 @@ func TestRetryThenSuccess(t *testing.T) {
 func TestPermanentFailure(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-permanent"
+	tenant := localtest.Tenant("e2e-permanent")
 	c := connect(t, rt, tenant, "alice")
 	c.send(message{Action: "fail", ID: "doomed", Payload: map[string]any{"permanent": true}})
 	frames := c.until("doomed", protocol.TypeComplete)
@@ -284,7 +285,7 @@ func TestPermanentFailure(t *testing.T) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-cancel"
+	tenant := localtest.Tenant("e2e-cancel")
 	c := connect(t, rt, tenant, "alice")
 	c.send(message{Action: "delay", ID: "long", Payload: map[string]any{"seconds": 60, "steps": 60}})
 	c.until("long", protocol.TypeProgress) // running
@@ -314,7 +315,7 @@ func TestCancel(t *testing.T) {
 func TestRateLimits(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Start(t, local.Options{Env: map[string]string{config.EnvRateLimit: "2", config.EnvTenantMaxInflight: "2"}})
-	const tenant = "e2e-limits"
+	tenant := localtest.Tenant("e2e-limits")
 	c := connect(t, rt, tenant, "alice")
 	limited, answered := 0, 0
 	for i := range 12 {
@@ -365,7 +366,7 @@ func TestRateLimits(t *testing.T) {
 func TestBadFrames(t *testing.T) {
 	t.Parallel()
 	rt := localtest.Shared(t)
-	const tenant = "e2e-bad"
+	tenant := localtest.Tenant("e2e-bad")
 	c := connect(t, rt, tenant, "alice")
 	tests := []struct {
 		name string

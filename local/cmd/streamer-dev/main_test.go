@@ -22,7 +22,7 @@ func TestToken(t *testing.T) {
 	}{
 		{"defaults", nil, "", auth.Identity{UserID: local.DevUser, TenantID: local.DevTenant, Permissions: []string{"*"}}},
 		{"flags and secret", []string{"-tenant", "acme", "-user", "alice", "-permissions", "echo,delay"}, custom,
-			auth.Identity{UserID: "alice", TenantID: "acme", Permissions: []string{"echo", "delay"}}},
+			auth.Identity{UserID: "alice", TenantID: "acme", Permissions: []string{"delay", "echo"}}},
 	}
 	for _, tt := range tests {
 		env := map[string]string{config.EnvJWTSecret: tt.secret}

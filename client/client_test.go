@@ -223,3 +223,30 @@ func TestKeepAliveAndConnectionAge(t *testing.T) {
 		}
 	}
 }
+
+func TestReconnectStopsOnARefusedToken(t *testing.T) {
+	t.Parallel()
+	rt := localtest.Start(t, local.Options{})
+	tenant := localtest.Tenant("client-expired")
+	expired := func(context.Context) (string, error) { return rt.Token(tenant, "alice", -time.Minute) }
+	c := dial(t, rt, tenant, &client.Options{Token: expired, MinBackoff: 10 * time.Millisecond})
+	ctx := testCtx(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Request(ctx, "delay", map[string]any{"seconds": 30, "steps": 30}, nil, client.WithID("orphan"))
+		done <- err
+	}()
+	waitFor(t, func() bool {
+		r, err := rt.Store().GetRequest(context.Background(), tenant, "orphan")
+		return err == nil && r.Status == store.StatusProcessing
+	})
+	rt.DisconnectAll()
+	err := <-done
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("got %v, want the reconnect's 401 HandshakeError", err)
+	}
+	if _, err := c.Request(ctx, "echo", nil, nil); !errors.As(err, &he) {
+		t.Errorf("a call after the client stopped: %v, want the same error", err)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/coder/websocket"
 
 	"github.com/streamer-dev/streamer/client"
@@ -416,4 +418,39 @@ func TestBadFrames(t *testing.T) {
 		t.Errorf("oversize message: read error %v (status %d), want close 1009", err, got)
 	}
 	eventually(t, "closed connection deleted", func() bool { return tenantConnections(t, rt, tenant) == 1 })
+}
+
+func TestRetriesExhaustedGoToTheDeadLetterQueue(t *testing.T) {
+	t.Parallel()
+	rt := localtest.Start(t, local.Options{})
+	tenant := localtest.Tenant("e2e-dlq")
+	c := connect(t, rt, tenant, "alice")
+	c.send(message{Action: "fail", ID: "hopeless", Payload: map[string]any{"times": 100}})
+	frames := c.until("hopeless", protocol.TypeComplete)
+	if last := frames[len(frames)-1]; last.Success {
+		t.Fatalf("complete %+v, want a failure", last)
+	}
+	r := request(t, rt, tenant, "hopeless")
+	if r.Status != store.StatusFailed || r.Attempt != 5 {
+		t.Errorf("stored %s after %d attempts, want FAILED after the policy's 5", r.Status, r.Attempt)
+	}
+	var got []string
+	eventually(t, "dead letter", func() bool {
+		out, err := rt.SQS().ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(rt.Queues().DeadLetter), MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			got = append(got, aws.ToString(m.Body))
+		}
+		return len(got) > 0
+	})
+	var dl struct {
+		RequestID string `json:"request_id"`
+		Tenant    string `json:"tenant"`
+		Attempts  int    `json:"attempts"`
+	}
+	if len(got) != 1 || json.Unmarshal([]byte(got[0]), &dl) != nil || dl.RequestID != "hopeless" || dl.Tenant != tenant || dl.Attempts != 5 {
+		t.Errorf("dead letters %v, want one for the request after 5 attempts", got)
+	}
 }

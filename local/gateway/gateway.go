@@ -39,6 +39,8 @@ const (
 	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultMaxLifetime closes every connection after this long.
 	DefaultMaxLifetime = 2 * time.Hour
+	// IntegrationTimeout is API Gateway's limit on one integration call.
+	IntegrationTimeout = 29 * time.Second
 )
 
 // Handler is the router Lambda's handler.
@@ -208,7 +210,9 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			ev.QueryStringParameters[k] = v[len(v)-1]
 		}
 	}
-	resp, err := g.handler(r.Context(), ev)
+	ctx, cancel := context.WithTimeout(r.Context(), IntegrationTimeout)
+	resp, err := g.handler(ctx, ev)
+	cancel()
 	if err != nil {
 		g.opts.Logger.ErrorContext(r.Context(), "$connect handler", "connection", id, "error", err)
 		http.Error(w, `{"message": "Internal server error"}`, http.StatusInternalServerError)
@@ -332,9 +336,10 @@ func (g *Gateway) watch(ctx context.Context, c *conn) {
 }
 
 // invoke runs the router on a message like a Lambda invocation: it is not
-// cancelled when the connection closes.
+// cancelled when the connection closes, and it has API Gateway's integration
+// timeout.
 func (g *Gateway) invoke(ev events.APIGatewayWebsocketProxyRequest) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), IntegrationTimeout)
 	defer cancel()
 	_, err := g.handler(ctx, ev)
 	return err
@@ -342,7 +347,7 @@ func (g *Gateway) invoke(ev events.APIGatewayWebsocketProxyRequest) error {
 
 // disconnect invokes the $disconnect route.
 func (g *Gateway) disconnect(r *http.Request, id string, c *conn, code websocket.StatusCode) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), IntegrationTimeout)
 	defer cancel()
 	ev := g.event(r, id, "$disconnect", "DISCONNECT", c)
 	ev.RequestContext.DisconnectStatusCode = int64(code)

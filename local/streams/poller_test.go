@@ -13,10 +13,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/streamer-dev/streamer/functions/schema"
+	"github.com/streamer-dev/streamer/functions/store"
 	"github.com/streamer-dev/streamer/internal/ddblocal"
 	"github.com/streamer-dev/streamer/internal/ddbtest"
 )
@@ -24,9 +26,10 @@ import (
 // recorder is a stream handler that records each invocation's request ids and
 // answers with fail's verdict.
 type recorder struct {
-	mu    sync.Mutex
-	calls [][]string
-	fail  func(call int, ids []string) (events.DynamoDBEventResponse, error)
+	mu      sync.Mutex
+	calls   [][]string
+	records []events.DynamoDBEventRecord
+	fail    func(call int, ids []string) (events.DynamoDBEventResponse, error)
 }
 
 func (r *recorder) handle(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
@@ -39,6 +42,7 @@ func (r *recorder) handle(ctx context.Context, ev events.DynamoDBEvent) (events.
 	}
 	r.mu.Lock()
 	r.calls = append(r.calls, ids)
+	r.records = append(r.records, ev.Records...)
 	n := len(r.calls)
 	r.mu.Unlock()
 	if r.fail == nil {
@@ -190,5 +194,36 @@ func TestPollerSendsExhaustedBatchToOnFailure(t *testing.T) {
 	bad := len(slices.DeleteFunc(slices.Concat(r.snapshot()...), func(s string) bool { return s != "bad" }))
 	if bad != DefaultRetryAttempts+1 && bad != DefaultRetryAttempts+2 {
 		t.Errorf("bad invoked %d times, want %d retries after the first", bad, DefaultRetryAttempts)
+	}
+}
+
+// TestPollerDeliversRealImages writes a request the way the store does and
+// checks the typed attributes of the stream record the handler receives.
+func TestPollerDeliversRealImages(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	env, wait := run(t, r, nil)
+	item, err := attributevalue.MarshalMap(store.Request{
+		RequestID: store.RequestKey("acme", "img-1"), ID: "img-1", TenantID: "acme", ConnectionID: "c1", UserID: "u1", Status: store.StatusPending,
+		CreatedAt: 1700000000123, Action: "delay", Payload: `{"seconds":1}`, Metadata: map[string]string{"k": "v"}, Priority: 3,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(env.Tables.Requests), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	wait(func() bool { return len(r.snapshot()) == 1 })
+	r.mu.Lock()
+	rec := r.records[0]
+	r.mu.Unlock()
+	img := rec.Change.NewImage
+	if rec.EventName != "INSERT" || rec.EventSource != "aws:dynamodb" || rec.EventSourceArn == "" || rec.Change.SequenceNumber == "" ||
+		rec.Change.StreamViewType != "NEW_AND_OLD_IMAGES" || rec.Change.Keys[schema.AttrRequestID].String() != "acme#img-1" {
+		t.Errorf("record envelope %+v", rec)
+	}
+	if img["CreatedAt"].Number() != "1700000000123" || img["Priority"].Number() != "3" || img["Metadata"].Map()["k"].String() != "v" ||
+		img["Payload"].String() != `{"seconds":1}` || img[schema.AttrStatus].String() != string(store.StatusPending) {
+		t.Errorf("new image %+v", img)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +26,9 @@ const (
 	// DefaultRetryAttempts is how often a failing batch is retried before it
 	// goes to the on-failure destination.
 	DefaultRetryAttempts = 3
+	// DefaultParallelizationFactor is how many batches of one shard run at
+	// once.
+	DefaultParallelizationFactor = 2
 )
 
 // Handler is a Lambda handler for DynamoDB stream events with
@@ -51,7 +56,8 @@ type OnFailure func(ctx context.Context, body string) error
 // BatchItemFailures: the batch is retried from the first failed record; a
 // handler error retries the whole batch, split in halves (BisectBatchOnError).
 // After RetryAttempts retries the batch's invocation record goes to OnFailure
-// and the shard moves on. Batches of one shard run in order.
+// and the shard moves on. Up to ParallelizationFactor batches of one shard run
+// at once; records with the same key always go to the same lane, in order.
 type Poller struct {
 	client    API
 	table     string
@@ -69,12 +75,16 @@ type Poller struct {
 	// Interval is the pause between polls of an idle shard and between
 	// checks for new shards. Default 100 ms.
 	Interval time.Duration
+	// ParallelizationFactor is how many batches of one shard run at once.
+	// Default DefaultParallelizationFactor.
+	ParallelizationFactor int
 }
 
 // NewPoller returns a poller of table's stream that invokes handler.
 func NewPoller(client API, table string, handler Handler, onFailure OnFailure, logger *slog.Logger) *Poller {
 	return &Poller{client: client, table: table, handler: handler, onFailure: onFailure, logger: logger,
-		BatchSize: DefaultBatchSize, RetryAttempts: DefaultRetryAttempts, Timeout: 15 * time.Minute, Interval: 100 * time.Millisecond}
+		BatchSize: DefaultBatchSize, RetryAttempts: DefaultRetryAttempts, Timeout: 15 * time.Minute, Interval: 100 * time.Millisecond,
+		ParallelizationFactor: DefaultParallelizationFactor}
 }
 
 // Run polls until ctx ends; it returns nil then, or an error when the table
@@ -152,8 +162,27 @@ func (p *Poller) shards(ctx context.Context, arn string) ([]types.Shard, error) 
 	}
 }
 
-// readShard reads one shard until it is closed and drained, or ctx ends.
+// readShard reads one shard until it is closed and drained, or ctx ends, and
+// waits for its batches.
 func (p *Poller) readShard(ctx context.Context, arn, shard string) {
+	lanes := make([]chan []events.DynamoDBEventRecord, max(1, p.ParallelizationFactor))
+	var wg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan []events.DynamoDBEventRecord, 64)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range lanes[i] {
+				p.invokeWithRetries(ctx, shard, batch)
+			}
+		}()
+	}
+	defer func() {
+		for _, l := range lanes {
+			close(l)
+		}
+		wg.Wait()
+	}()
 	var after string // last sequence number handed over, to renew an expired iterator
 	iter, err := p.iterator(ctx, arn, shard, after)
 	for ctx.Err() == nil {
@@ -186,7 +215,7 @@ func (p *Poller) readShard(ctx context.Context, arn, shard string) {
 		}
 		if len(out.Records) > 0 {
 			after = aws.ToString(out.Records[len(out.Records)-1].Dynamodb.SequenceNumber)
-			p.deliver(ctx, arn, shard, out.Records)
+			p.deliver(ctx, arn, lanes, out.Records)
 		}
 		if out.NextShardIterator == nil {
 			return // closed shard, fully read
@@ -211,19 +240,50 @@ func (p *Poller) iterator(ctx context.Context, arn, shard, seq string) (*string,
 	return out.ShardIterator, nil
 }
 
-// deliver filters and converts records and hands them to the handler.
-func (p *Poller) deliver(ctx context.Context, arn, shard string, recs []types.Record) {
-	var batch []events.DynamoDBEventRecord
+// deliver converts and filters records and hands them to their lanes, by
+// key, as batches.
+func (p *Poller) deliver(ctx context.Context, arn string, lanes []chan []events.DynamoDBEventRecord, recs []types.Record) {
+	batches := make([][]events.DynamoDBEventRecord, len(lanes))
 	for _, r := range recs {
 		ev := ToEventRecord(r)
 		ev.EventSourceArn = arn
 		if streamfilter.Match(ev) {
-			batch = append(batch, ev)
+			i := laneOf(r.Dynamodb.Keys, len(lanes))
+			batches[i] = append(batches[i], ev)
 		}
 	}
-	if len(batch) > 0 {
-		p.invokeWithRetries(ctx, shard, batch)
+	for i, b := range batches {
+		if len(b) == 0 {
+			continue
+		}
+		select {
+		case lanes[i] <- b:
+		case <-ctx.Done():
+			return
+		}
 	}
+}
+
+// laneOf hashes a record's key to one of n lanes.
+func laneOf(keys map[string]types.AttributeValue, n int) int {
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	h := fnv.New32a()
+	for _, k := range names {
+		h.Write([]byte(k))
+		switch v := keys[k].(type) {
+		case *types.AttributeValueMemberS:
+			h.Write([]byte(v.Value))
+		case *types.AttributeValueMemberN:
+			h.Write([]byte(v.Value))
+		case *types.AttributeValueMemberB:
+			h.Write(v.Value)
+		}
+	}
+	return int(h.Sum32() % uint32(n))
 }
 
 // invokeWithRetries invokes the handler until the batch succeeds or its

@@ -72,8 +72,8 @@ type Poller struct {
 	// Timeout is the invocation deadline set on the handler's context
 	// (the processor's timeout). Default 15 minutes.
 	Timeout time.Duration
-	// Interval is the pause between polls of an idle shard and between
-	// checks for new shards. Default 100 ms.
+	// Interval is the pause between polls of an idle shard; new shards are
+	// looked for every ten intervals. Default 50 ms.
 	Interval time.Duration
 	// ParallelizationFactor is how many batches of one shard run at once.
 	// Default DefaultParallelizationFactor.
@@ -83,7 +83,7 @@ type Poller struct {
 // NewPoller returns a poller of table's stream that invokes handler.
 func NewPoller(client API, table string, handler Handler, onFailure OnFailure, logger *slog.Logger) *Poller {
 	return &Poller{client: client, table: table, handler: handler, onFailure: onFailure, logger: logger,
-		BatchSize: DefaultBatchSize, RetryAttempts: DefaultRetryAttempts, Timeout: 15 * time.Minute, Interval: 100 * time.Millisecond,
+		BatchSize: DefaultBatchSize, RetryAttempts: DefaultRetryAttempts, Timeout: 15 * time.Minute, Interval: 50 * time.Millisecond,
 		ParallelizationFactor: DefaultParallelizationFactor}
 }
 
@@ -127,7 +127,7 @@ func (p *Poller) Run(ctx context.Context) error {
 			}()
 		}
 		mu.Unlock()
-		if !sleep(ctx, p.Interval) {
+		if !sleep(ctx, 10*p.Interval) {
 			return nil
 		}
 	}

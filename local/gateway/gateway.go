@@ -39,6 +39,9 @@ const (
 	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultMaxLifetime closes every connection after this long.
 	DefaultMaxLifetime = 2 * time.Hour
+	// MaxConcurrentMessages bounds the router invocations of one
+	// connection's messages that run at once; further reads wait.
+	MaxConcurrentMessages = 16
 	// IntegrationTimeout is API Gateway's limit on one integration call.
 	IntegrationTimeout = 29 * time.Second
 )
@@ -262,6 +265,8 @@ func (g *Gateway) run(r *http.Request, id string, c *conn) {
 		}
 	}()
 	code := websocket.StatusNoStatusRcvd
+	inflight := make(chan struct{}, MaxConcurrentMessages)
+	var messages sync.WaitGroup
 	for {
 		typ, data, err := c.ws.Read(ctx)
 		if err != nil {
@@ -287,11 +292,19 @@ func (g *Gateway) run(r *http.Request, id string, c *conn) {
 		} else {
 			ev.Body = string(data)
 		}
-		if err := g.invoke(ev); err != nil {
-			g.opts.Logger.ErrorContext(ctx, "$default handler", "connection", id, "error", err)
-			_ = g.send(ctx, c, []byte(`{"message": "Internal server error", "connectionId":"`+id+`", "requestId":"`+ev.RequestContext.RequestID+`"}`))
-		}
+		// Like API Gateway, each message is its own invocation: they run side
+		// by side (up to MaxConcurrentMessages per connection).
+		inflight <- struct{}{}
+		messages.Add(1)
+		go func() {
+			defer func() { <-inflight; messages.Done() }()
+			if err := g.invoke(ev); err != nil {
+				g.opts.Logger.ErrorContext(ctx, "$default handler", "connection", id, "error", err)
+				_ = g.send(ctx, c, []byte(`{"message": "Internal server error", "connectionId":"`+id+`", "requestId":"`+ev.RequestContext.RequestID+`"}`))
+			}
+		}()
 	}
+	messages.Wait() // $disconnect comes after the connection's messages
 	g.mu.Lock()
 	delete(g.conns, id)
 	g.mu.Unlock()

@@ -161,6 +161,9 @@ func TestConnectionsAPI(t *testing.T) {
 	if got := call(http.MethodDelete, id, "", true).StatusCode; got != http.StatusNoContent {
 		t.Errorf("delete: HTTP %d", got)
 	}
+	if _, _, err := ws.Read(context.Background()); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Errorf("after delete: %v, want close 1000", err)
+	}
 	waitFor(t, func() bool { return len(r.route("$disconnect")) == 1 })
 	if got := call(http.MethodPost, id, "{}", true).StatusCode; got != http.StatusGone {
 		t.Errorf("post after delete: HTTP %d, want 410", got)

@@ -207,7 +207,7 @@ func TestReconnectResumesInFlightRequests(t *testing.T) {
 
 func TestKeepAliveAndConnectionAge(t *testing.T) {
 	t.Parallel()
-	rt := localtest.Start(t, local.Options{Gateway: gateway.Options{IdleTimeout: 400 * time.Millisecond}})
+	rt := localtest.Start(t, local.Options{Gateway: gateway.Options{IdleTimeout: time.Second}})
 	ctx := testCtx(t)
 	pinging := dial(t, rt, "client-alive", &client.Options{PingInterval: 100 * time.Millisecond})
 	silent := dial(t, rt, "client-alive", &client.Options{PingInterval: time.Hour, MinBackoff: 10 * time.Millisecond})

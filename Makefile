@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 GO ?= go
 
-.PHONY: help deps dev token test test-go test-reliability bench synth diff deploy fmt vet
+.PHONY: help deps dev token test test-go bench synth diff deploy fmt vet
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -19,9 +19,6 @@ token: ## Mint a development token: make token TENANT=acme USER=alice
 
 test: deps vet ## Run every test: unit, integration, infrastructure, end-to-end, browser.
 	$(GO) test -count=1 -timeout 60m ./...
-
-test-reliability: deps ## Run the full reliability and security suite (long).
-	STREAMER_RELIABILITY=full $(GO) test -count=1 -timeout 120m ./test/reliability/...
 
 bench: deps ## Run the benchmarks and print the figures.
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./...

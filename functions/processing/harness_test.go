@@ -31,6 +31,7 @@ import (
 	"github.com/streamer-dev/streamer/internal/ddblocal"
 	"github.com/streamer-dev/streamer/internal/ddbtest"
 	"github.com/streamer-dev/streamer/local/sqslocal"
+	"github.com/streamer-dev/streamer/local/streams"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -227,59 +228,12 @@ func inserts(recs []events.DynamoDBEventRecord) []events.DynamoDBEventRecord {
 	return out
 }
 
+// eventRecord converts a real stream record as the local runtime's poller
+// does, with the stream ARN the event source mapping adds.
 func eventRecord(rec stypes.Record, arn string) events.DynamoDBEventRecord {
-	d := rec.Dynamodb
-	out := events.DynamoDBEventRecord{
-		AWSRegion: ddblocal.Region, EventID: aws.ToString(rec.EventID), EventName: string(rec.EventName),
-		EventSource: "aws:dynamodb", EventVersion: aws.ToString(rec.EventVersion), EventSourceArn: arn,
-		Change: events.DynamoDBStreamRecord{Keys: image(d.Keys), NewImage: image(d.NewImage), OldImage: image(d.OldImage),
-			SequenceNumber: aws.ToString(d.SequenceNumber), SizeBytes: aws.ToInt64(d.SizeBytes), StreamViewType: string(d.StreamViewType)},
-	}
-	if d.ApproximateCreationDateTime != nil {
-		out.Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: *d.ApproximateCreationDateTime}
-	}
+	out := streams.ToEventRecord(rec)
+	out.EventSourceArn = arn
 	return out
-}
-
-func image(m map[string]stypes.AttributeValue) map[string]events.DynamoDBAttributeValue {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]events.DynamoDBAttributeValue, len(m))
-	for k, v := range m {
-		out[k] = streamValue(v)
-	}
-	return out
-}
-
-func streamValue(v stypes.AttributeValue) events.DynamoDBAttributeValue {
-	switch v := v.(type) {
-	case *stypes.AttributeValueMemberS:
-		return events.NewStringAttribute(v.Value)
-	case *stypes.AttributeValueMemberN:
-		return events.NewNumberAttribute(v.Value)
-	case *stypes.AttributeValueMemberB:
-		return events.NewBinaryAttribute(v.Value)
-	case *stypes.AttributeValueMemberBOOL:
-		return events.NewBooleanAttribute(v.Value)
-	case *stypes.AttributeValueMemberNULL:
-		return events.NewNullAttribute()
-	case *stypes.AttributeValueMemberSS:
-		return events.NewStringSetAttribute(v.Value)
-	case *stypes.AttributeValueMemberNS:
-		return events.NewNumberSetAttribute(v.Value)
-	case *stypes.AttributeValueMemberBS:
-		return events.NewBinarySetAttribute(v.Value)
-	case *stypes.AttributeValueMemberL:
-		l := make([]events.DynamoDBAttributeValue, len(v.Value))
-		for i, e := range v.Value {
-			l[i] = streamValue(e)
-		}
-		return events.NewListAttribute(l)
-	case *stypes.AttributeValueMemberM:
-		return events.NewMapAttribute(image(v.Value))
-	}
-	panic(fmt.Sprintf("unknown stream attribute %T", v))
 }
 
 // drain receives up to 10 messages from url (waiting up to wait seconds) and

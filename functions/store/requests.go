@@ -98,25 +98,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, 
 // GetRequest returns tenantID's request with client-visible id (a strongly
 // consistent read). ErrNotFound when there is none, or it expired.
 func (s *Store) GetRequest(ctx context.Context, tenantID, id string) (Request, error) {
-	var r Request
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(s.tables.Requests),
-		Key:            reqKey(RequestKey(tenantID, id)),
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return r, wrap("get request", err)
-	}
-	if len(out.Item) == 0 {
-		return r, ErrNotFound
-	}
-	if err := attributevalue.UnmarshalMap(out.Item, &r); err != nil {
-		return r, wrap("get request", err)
-	}
-	if s.expired(r.TTL) {
-		return r, ErrNotFound
-	}
-	return r, nil
+	return s.RequestByKey(ctx, RequestKey(tenantID, id))
 }
 
 // CancelledMessage is the error message of a cancelled request.

@@ -365,28 +365,41 @@ func (s *Server) sendMessageBatch(_ *http.Request, body []byte) (any, *apiError)
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = e.ID
+	return runBatch(s, in.QueueUrl, in.Entries, func(e sendEntry) string { return e.ID },
+		func(q *queue, e sendEntry) (map[string]string, *apiError) {
+			m, apiErr := s.enqueueLocked(q, e)
+			if apiErr != nil {
+				return nil, apiErr
+			}
+			return map[string]string{"Id": e.ID, "MessageId": m.id, "MD5OfMessageBody": m.md5}, nil
+		})
+}
+
+// runBatch validates a *Batch call's entries, then applies do to each under
+// the lock: as in SQS, every entry succeeds or fails on its own.
+func runBatch[E any](s *Server, queueURL string, entries []E, id func(E) string, do func(*queue, E) (map[string]string, *apiError)) (any, *apiError) {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = id(e)
 	}
-	if apiErr := checkBatch(len(in.Entries), ids); apiErr != nil {
+	if apiErr := checkBatch(len(entries), ids); apiErr != nil {
 		return nil, apiErr
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q, apiErr := s.queueLocked(in.QueueUrl)
+	q, apiErr := s.queueLocked(queueURL)
 	if apiErr != nil {
 		return nil, apiErr
 	}
 	ok := []map[string]string{}
 	failed := []batchFailure{}
-	for _, e := range in.Entries {
-		m, apiErr := s.enqueueLocked(q, e)
+	for _, e := range entries {
+		res, apiErr := do(q, e)
 		if apiErr != nil {
-			failed = append(failed, batchFailure{ID: e.ID, Code: apiErr.code, Message: apiErr.message, SenderFault: true})
+			failed = append(failed, batchFailure{ID: id(e), Code: apiErr.code, Message: apiErr.message, SenderFault: true})
 			continue
 		}
-		ok = append(ok, map[string]string{"Id": e.ID, "MessageId": m.id, "MD5OfMessageBody": m.md5})
+		ok = append(ok, res)
 	}
 	return map[string]any{"Successful": ok, "Failed": failed}, nil
 }
@@ -543,39 +556,24 @@ func (s *Server) deleteMessage(_ *http.Request, body []byte) (any, *apiError) {
 }
 
 func (s *Server) deleteMessageBatch(_ *http.Request, body []byte) (any, *apiError) {
+	type deleteEntry struct {
+		ID            string `json:"Id"`
+		ReceiptHandle string
+	}
 	var in struct {
 		QueueUrl string
-		Entries  []struct {
-			ID            string `json:"Id"`
-			ReceiptHandle string
-		}
+		Entries  []deleteEntry
 	}
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(in.Entries))
-	for i, e := range in.Entries {
-		ids[i] = e.ID
-	}
-	if apiErr := checkBatch(len(in.Entries), ids); apiErr != nil {
-		return nil, apiErr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, apiErr := s.queueLocked(in.QueueUrl)
-	if apiErr != nil {
-		return nil, apiErr
-	}
-	ok := []map[string]string{}
-	failed := []batchFailure{}
-	for _, e := range in.Entries {
-		if apiErr := deleteLocked(q, e.ReceiptHandle); apiErr != nil {
-			failed = append(failed, batchFailure{ID: e.ID, Code: apiErr.code, Message: apiErr.message, SenderFault: true})
-			continue
-		}
-		ok = append(ok, map[string]string{"Id": e.ID})
-	}
-	return map[string]any{"Successful": ok, "Failed": failed}, nil
+	return runBatch(s, in.QueueUrl, in.Entries, func(e deleteEntry) string { return e.ID },
+		func(q *queue, e deleteEntry) (map[string]string, *apiError) {
+			if apiErr := deleteLocked(q, e.ReceiptHandle); apiErr != nil {
+				return nil, apiErr
+			}
+			return map[string]string{"Id": e.ID}, nil
+		})
 }
 
 func (s *Server) changeMessageVisibility(_ *http.Request, body []byte) (any, *apiError) {

@@ -136,22 +136,7 @@ type Progress struct {
 }
 
 // RequestStatus is the answer of the status action.
-type RequestStatus struct {
-	RequestID       string              `json:"request_id"`
-	Action          string              `json:"action"`
-	Status          string              `json:"status"`
-	Progress        float64             `json:"progress"`
-	ProgressMessage string              `json:"progress_message,omitempty"`
-	Checkpoint      json.RawMessage     `json:"checkpoint,omitempty"`
-	Result          json.RawMessage     `json:"result,omitempty"`
-	Error           *protocol.ErrorBody `json:"error,omitempty"`
-	Attempt         int                 `json:"attempt"`
-	RetryCount      int                 `json:"retry_count"`
-	Priority        int                 `json:"priority"`
-	CreatedAt       int64               `json:"created_at"`
-	ProcessAfter    int64               `json:"process_after,omitempty"`
-	ProcessedAt     int64               `json:"processed_at,omitempty"`
-}
+type RequestStatus = protocol.StatusData
 
 // frame is any server frame; Type says which fields are set.
 type frame struct {

@@ -91,3 +91,22 @@ type Pong struct {
 	Type      string `json:"type"`
 	RequestID string `json:"request_id,omitempty"`
 }
+
+// StatusData is the data of the response to a status message: where a request
+// stands, its last progress and checkpoint, and its result or error.
+type StatusData struct {
+	RequestID       string          `json:"request_id"`
+	Action          string          `json:"action"`
+	Status          string          `json:"status"`
+	Progress        float64         `json:"progress"`
+	ProgressMessage string          `json:"progress_message,omitempty"`
+	Checkpoint      json.RawMessage `json:"checkpoint,omitempty"`
+	Result          json.RawMessage `json:"result,omitempty"`
+	Error           *ErrorBody      `json:"error,omitempty"`
+	Attempt         int             `json:"attempt"`
+	RetryCount      int             `json:"retry_count"`
+	Priority        int             `json:"priority"`
+	CreatedAt       int64           `json:"created_at"`
+	ProcessAfter    int64           `json:"process_after,omitempty"`
+	ProcessedAt     int64           `json:"processed_at,omitempty"`
+}

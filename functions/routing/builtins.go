@@ -2,7 +2,6 @@ package routing
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -94,27 +93,9 @@ func (h *Handler) unsubscribe(ctx context.Context, c *call) {
 	h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "subscribed": false})
 }
 
-// Status is the data of a status response.
-type Status struct {
-	RequestID       string              `json:"request_id"`
-	Action          string              `json:"action"`
-	Status          store.Status        `json:"status"`
-	Progress        float64             `json:"progress"`
-	ProgressMessage string              `json:"progress_message,omitempty"`
-	Checkpoint      json.RawMessage     `json:"checkpoint,omitempty"`
-	Result          json.RawMessage     `json:"result,omitempty"`
-	Error           *protocol.ErrorBody `json:"error,omitempty"`
-	Attempt         int                 `json:"attempt"`
-	RetryCount      int                 `json:"retry_count"`
-	Priority        int                 `json:"priority"`
-	CreatedAt       int64               `json:"created_at"`
-	ProcessAfter    int64               `json:"process_after,omitempty"`
-	ProcessedAt     int64               `json:"processed_at,omitempty"`
-}
-
-func statusOf(r store.Request) Status {
-	s := Status{
-		RequestID: r.ID, Action: r.Action, Status: r.Status, Progress: r.Progress, ProgressMessage: r.ProgressMessage,
+func statusOf(r store.Request) protocol.StatusData {
+	s := protocol.StatusData{
+		RequestID: r.ID, Action: r.Action, Status: string(r.Status), Progress: r.Progress, ProgressMessage: r.ProgressMessage,
 		Checkpoint: rawJSON(r.Checkpoint), Result: rawJSON(r.Result), Attempt: r.Attempt, RetryCount: r.RetryCount,
 		Priority: r.Priority, CreatedAt: r.CreatedAt, ProcessAfter: r.ProcessAfter, ProcessedAt: r.ProcessedAt,
 	}

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 GO ?= go
 
-.PHONY: help deps dev token test test-go bench synth diff deploy fmt vet
+.PHONY: help deps dev token test test-reliability bench synth diff deploy fmt vet
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -17,8 +17,11 @@ dev: deps ## Run the whole system locally (DynamoDB Local, gateway, router, proc
 token: ## Mint a development token: make token TENANT=acme USER=alice
 	@$(GO) run ./local/cmd/streamer-dev token -tenant "$(or $(TENANT),demo)" -user "$(or $(USER),dev)"
 
-test: deps vet ## Run every test: unit, integration, infrastructure, end-to-end, browser.
-	$(GO) test -count=1 -timeout 60m ./...
+test: deps vet ## Run every test: unit, integration, infrastructure, end-to-end, browser, reliability at CI size.
+	STREAMER_RELIABILITY_REPORT=$(CURDIR)/.cache/RELIABILITY-ci.md $(GO) test -count=1 -timeout 60m ./...
+
+test-reliability: deps ## Run the full reliability and security suite and rewrite RELIABILITY.md.
+	STREAMER_RELIABILITY=full STREAMER_RELIABILITY_REPORT=$(CURDIR)/RELIABILITY.md $(GO) test -count=1 -timeout 85m -v ./test/reliability
 
 bench: deps ## Run the benchmarks and print the figures.
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 ./...

@@ -16,7 +16,8 @@ import (
 )
 
 // Start starts a runtime with its own tables on a free port; it stops when
-// the test ends. opts.Addr, DynamoDBEndpoint and TablePrefix are set here.
+// the test ends. opts.Addr and TablePrefix are set here, and DynamoDBEndpoint
+// unless given (a proxy in front of the shared emulator, say).
 // Logs go to stderr when STREAMER_TEST_LOG is set.
 func Start(t testing.TB, opts local.Options) *local.Runtime {
 	t.Helper()
@@ -34,7 +35,9 @@ func Start(t testing.TB, opts local.Options) *local.Runtime {
 
 func start(t testing.TB, opts local.Options) (*local.Runtime, error) {
 	opts.Addr = "127.0.0.1:0"
-	opts.DynamoDBEndpoint = ddbtest.Endpoint(t)
+	if opts.DynamoDBEndpoint == "" {
+		opts.DynamoDBEndpoint = ddbtest.Endpoint(t)
+	}
 	opts.TablePrefix = local.UniquePrefix()
 	if opts.Logger == nil && os.Getenv("STREAMER_TEST_LOG") != "" {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

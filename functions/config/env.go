@@ -72,4 +72,8 @@ const (
 	// EnvAddr is the local runtime's listen address (page, WebSocket endpoint
 	// and @connections API); only `make dev` reads it.
 	EnvAddr = "STREAMER_ADDR"
+	// EnvTablePrefix prefixes the local runtime's table names (default
+	// "streamer_"), so several runtimes can share one DynamoDB Local; only
+	// `make dev` reads it.
+	EnvTablePrefix = "STREAMER_TABLE_PREFIX"
 )

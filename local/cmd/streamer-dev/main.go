@@ -7,6 +7,7 @@
 // Configuration by environment: STREAMER_ADDR (default 127.0.0.1:8080),
 // STREAMER_JWT_SECRET (default: a fixed, public development key),
 // DYNAMODB_ENDPOINT (use that DynamoDB instead of starting DynamoDB Local),
+// STREAMER_TABLE_PREFIX (default streamer_, for runtimes sharing a DynamoDB),
 // STREAMER_LOG_LEVEL, and every variable the Lambdas read
 // (STREAMER_RATE_LIMIT, STREAMER_TENANT_MAX_INFLIGHT, ...).
 package main
@@ -71,12 +72,12 @@ func token(args []string, getenv config.Getenv, stdout io.Writer) error {
 	return err
 }
 
-// lambdaEnv passes the Lambdas' variables (STREAMER_*) through to the router
-// and processor.
+// lambdaEnv passes the Lambdas' variables (STREAMER_*, but for the command's
+// own) through to the router and processor.
 func lambdaEnv() map[string]string {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "STREAMER_") && k != config.EnvAddr {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "STREAMER_") && k != config.EnvAddr && k != config.EnvTablePrefix {
 			env[k] = v
 		}
 	}
@@ -101,6 +102,7 @@ func serve(getenv config.Getenv, stdout, stderr io.Writer) error {
 	rt, err := local.Start(ctx, local.Options{
 		Addr:             addr,
 		DynamoDBEndpoint: getenv(config.EnvDynamoDBEndpoint),
+		TablePrefix:      getenv(config.EnvTablePrefix),
 		JWTSecret:        secret(getenv),
 		Env:              lambdaEnv(),
 		Logger:           logger,

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/streamer-dev/streamer/functions/config"
+	"github.com/streamer-dev/streamer/functions/ddbclient"
 )
 
 // NewLogger returns a JSON logger writing to stdout (CloudWatch Logs in
@@ -39,12 +40,7 @@ func logLevel(s string) slog.Level {
 // DynamoDBClient returns a DynamoDB client for awsCfg, pointed at
 // DYNAMODB_ENDPOINT when it is set (DynamoDB Local).
 func DynamoDBClient(awsCfg aws.Config, getenv config.Getenv) *dynamodb.Client {
-	ep := getenv(config.EnvDynamoDBEndpoint)
-	return dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-		if ep != "" {
-			o.BaseEndpoint = aws.String(ep)
-		}
-	})
+	return ddbclient.New(awsCfg, getenv(config.EnvDynamoDBEndpoint))
 }
 
 // SQSClient returns an SQS client for awsCfg, pointed at SQS_ENDPOINT when it

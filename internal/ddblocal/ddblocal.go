@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
+	"github.com/streamer-dev/streamer/functions/ddbclient"
 	"github.com/streamer-dev/streamer/functions/schema"
 )
 
@@ -158,9 +159,7 @@ func AWSConfig() aws.Config {
 
 // NewClient returns a DynamoDB client for endpoint.
 func NewClient(endpoint string) *dynamodb.Client {
-	return dynamodb.NewFromConfig(AWSConfig(), func(o *dynamodb.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-	})
+	return ddbclient.New(AWSConfig(), endpoint)
 }
 
 // NewStreamsClient returns a DynamoDB Streams client for endpoint.

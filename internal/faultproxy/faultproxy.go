@@ -80,6 +80,9 @@ type Config struct {
 	// Operations, when set, narrows the calls that may fail to these
 	// operations (e.g. "PutItem", the target without its prefix).
 	Operations []string
+	// MaxFaults, when set, stops injecting after that many faults (counted
+	// from Start or the last Set): 1 fails just the next matching call.
+	MaxFaults int
 	// Namespace prefixes the __type of error bodies. Default: DefaultNamespace.
 	Namespace string
 }
@@ -156,10 +159,11 @@ type Proxy struct {
 	forward *httputil.ReverseProxy
 	srv     *http.Server
 
-	mu    sync.Mutex
-	cfg   Config
-	rng   *rand.Rand
-	stats Stats
+	mu       sync.Mutex
+	cfg      Config
+	injected int // faults since cfg was set
+	rng      *rand.Rand
+	stats    Stats
 }
 
 // Start serves a proxy to upstream on a free loopback port, injecting cfg
@@ -188,7 +192,7 @@ func Start(upstream string, cfg Config, seed uint64) (*Proxy, error) {
 // Set replaces the configuration; calls already in flight keep the old one.
 func (p *Proxy) Set(cfg Config) {
 	p.mu.Lock()
-	p.cfg = cfg.withDefaults()
+	p.cfg, p.injected = cfg.withDefaults(), 0
 	p.mu.Unlock()
 }
 
@@ -232,7 +236,9 @@ func (p *Proxy) decide(target string) plan {
 	}
 	s := p.stats[op]
 	s.Calls++
-	if (len(c.Operations) == 0 || slices.Contains(c.Operations, op)) && p.rng.Float64() < c.Rate {
+	budget := c.MaxFaults == 0 || p.injected < c.MaxFaults
+	if budget && (len(c.Operations) == 0 || slices.Contains(c.Operations, op)) && p.rng.Float64() < c.Rate {
+		p.injected++
 		pl.fault = c.Kinds[p.rng.IntN(len(c.Kinds))]
 		if p.rng.Float64() < c.AfterForward {
 			pl.fault, pl.afterForward = InternalError, true

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -140,12 +138,9 @@ func TestAfterForward(t *testing.T) {
 // done instead of failing the item's condition.
 func TestAmbiguousTransactionIsIdempotent(t *testing.T) {
 	t.Parallel()
-	e := start(t, faultproxy.Config{Rate: 1, AfterForward: 1, Operations: []string{"TransactWriteItems"}}, 1)
 	// Only the first attempt fails: the proxy forwards every later one.
-	retrying := dynamodb.NewFromConfig(ddblocal.AWSConfig(), func(o *dynamodb.Options) {
-		o.BaseEndpoint = aws.String(e.proxy.URL)
-		o.HTTPClient = &http.Client{Transport: &afterFirst{then: func() { e.proxy.Set(faultproxy.Config{}) }}}
-	})
+	e := start(t, faultproxy.Config{Rate: 1, AfterForward: 1, MaxFaults: 1, Operations: []string{"TransactWriteItems"}}, 1)
+	retrying := dynamodb.NewFromConfig(ddblocal.AWSConfig(), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(e.proxy.URL) })
 	_, err := retrying.TransactWriteItems(ctx(t), &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 		{Put: &types.Put{TableName: aws.String(e.table), Item: key("tx"), ConditionExpression: aws.String("attribute_not_exists(" + schema.AttrRequestID + ")")}},
 	}})
@@ -158,18 +153,6 @@ func TestAmbiguousTransactionIsIdempotent(t *testing.T) {
 	if got := e.proxy.Stats()["TransactWriteItems"]; got.Calls != 2 || got.Applied != 1 {
 		t.Errorf("stats %+v, want two calls, the first applied", got)
 	}
-}
-
-// afterFirst is a transport that calls then once its first round trip is over.
-type afterFirst struct {
-	once sync.Once
-	then func()
-}
-
-func (a *afterFirst) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := http.DefaultTransport.RoundTrip(r)
-	a.once.Do(a.then)
-	return resp, err
 }
 
 // TestScope proves the proxy leaves alone what it is not asked to touch:

@@ -102,7 +102,10 @@ func (s *Store) Claim(ctx context.Context, key, owner string, leaseUntil time.Ti
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
-		item = ccf.Item
+		// An attempt whose answer was lost (a 500 or a timeout after the
+		// write) and that the SDK retried may have applied this very claim:
+		// owners are unique per run, so the lease is then ours.
+		item, claimed = ccf.Item, ownedBy(ccf.Item, owner)
 	case err != nil:
 		return r, false, wrap("claim request", err)
 	default:
@@ -114,6 +117,13 @@ func (s *Store) Claim(ctx context.Context, key, owner string, leaseUntil time.Ti
 		}
 	}
 	return r, claimed, nil
+}
+
+// ownedBy reports whether item is PROCESSING under owner's lease.
+func ownedBy(item map[string]types.AttributeValue, owner string) bool {
+	status, _ := item[schema.AttrStatus].(*types.AttributeValueMemberS)
+	lease, _ := item[attrLeaseOwner].(*types.AttributeValueMemberS)
+	return status != nil && lease != nil && status.Value == string(StatusProcessing) && lease.Value == owner
 }
 
 // Progress is a running request's last reported state.

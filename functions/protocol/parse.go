@@ -55,6 +55,10 @@ func Parse(data []byte, maxPayloadBytes int) (Message, error) {
 	if err := decodeStrict(data, &fields); err != nil || fields == nil {
 		return msg, invalid("", "message must be a JSON object")
 	}
+	dup := duplicateKey(data)
+	if dup == "id" {
+		return msg, invalid("", repeated(dup))
+	}
 	// The id is read first so that every later error can carry it.
 	if raw, ok := fields["id"]; ok {
 		id, err := parseID(raw)
@@ -63,11 +67,16 @@ func Parse(data []byte, maxPayloadBytes int) (Message, error) {
 		}
 		msg.ID = id
 	}
+	if dup != "" {
+		return msg, invalid(msg.ID, repeated(dup))
+	}
 	for name := range fields {
 		switch name {
 		case "action", "id", "payload", "metadata":
 		default:
-			return msg, invalid(msg.ID, fmt.Sprintf("unknown field %q (allowed: action, id, payload, metadata)", name))
+			// Truncated: the error frame must stay far below the frame limit
+			// whatever the client sent.
+			return msg, invalid(msg.ID, fmt.Sprintf("unknown field %q (allowed: action, id, payload, metadata)", truncate(name)))
 		}
 	}
 	action, err := parseAction(fields["action"])
@@ -95,6 +104,40 @@ func Parse(data []byte, maxPayloadBytes int) (Message, error) {
 }
 
 func invalid(id, message string) error { return &ValidationError{RequestID: id, Message: message} }
+
+// duplicateKey returns a key that the JSON object data names more than once,
+// or "" when there is none (or data is not an object). Go's decoder keeps the
+// last of repeated keys while other parsers keep the first, so a repeated key
+// could make a message mean one thing to a proxy, a log reader or a client
+// library and another to Streamer: such messages are refused.
+func duplicateKey(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
+}
+
+// repeated is the validation message for a key given twice.
+func repeated(key string) string {
+	return fmt.Sprintf("field %q appears more than once", truncate(key))
+}
 
 // decodeStrict decodes exactly one JSON value from data into v.
 func decodeStrict(data []byte, v any) error {
@@ -156,6 +199,9 @@ func parseMetadata(raw json.RawMessage) (map[string]string, error) {
 	if !isObject(raw) {
 		return nil, errors.New("metadata must be a JSON object")
 	}
+	if dup := duplicateKey(raw); dup != "" {
+		return nil, errors.New("metadata " + repeated(dup))
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return nil, errors.New("metadata must be a JSON object")
@@ -198,7 +244,9 @@ func scalarText(raw json.RawMessage) (string, error) {
 	case 'n', '{', '[':
 		return "", errors.New("value must be a string, number or boolean")
 	default:
-		if _, err := strconv.ParseFloat(string(raw), 64); err != nil {
+		if _, err := strconv.ParseFloat(string(raw), 64); errors.Is(err, strconv.ErrRange) {
+			return "", errors.New("number is out of range")
+		} else if err != nil {
 			return "", errors.New("value must be a string, number or boolean")
 		}
 		return string(raw), nil
@@ -249,6 +297,9 @@ func ParseTarget(msgID string, payload json.RawMessage) (Target, error) {
 	var t Target
 	if len(payload) == 0 {
 		return t, invalid(msgID, "payload.request_id is required")
+	}
+	if dup := duplicateKey(payload); dup != "" {
+		return t, invalid(msgID, "payload "+repeated(dup))
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()

@@ -46,6 +46,15 @@ func TestParse(t *testing.T) {
 		{name: "metadata empty key", give: `{"action":"a","metadata":{"":"v"}}`, wantErr: "metadata key"},
 		{name: "metadata long value", give: `{"action":"a","metadata":{"k":"` + strings.Repeat("v", MaxMetadataValueLength+1) + `"}}`, wantErr: "longer than"},
 		{name: "unknown field", give: `{"action":"a","id":"r","type":"x"}`, wantErr: `unknown field "type"`, wantID: "r"},
+		// A repeated key means one thing to Go (the last wins) and another to
+		// parsers keeping the first: refused, however it is spelled.
+		{name: "repeated action", give: `{"action":"a","id":"r","action":"b"}`, wantErr: `field "action" appears more than once`, wantID: "r"},
+		{name: "repeated escaped action", give: `{"action":"a","\u0061ction":"b"}`, wantErr: `field "action" appears more than once`},
+		{name: "repeated id", give: `{"action":"a","id":"r","id":"s"}`, wantErr: `field "id" appears more than once`},
+		{name: "repeated metadata key", give: `{"action":"a","id":"r","metadata":{"priority":1,"priority":2}}`, wantErr: `metadata field "priority" appears more than once`, wantID: "r"},
+		{name: "metadata number out of range", give: `{"action":"a","metadata":{"n":1e400}}`, wantErr: `metadata "n": number is out of range`},
+		// The error frame must fit the 32 KB frame limit whatever the key.
+		{name: "huge unknown field", give: `{"action":"a","` + strings.Repeat("k", 40000) + `":1}`, wantErr: `unknown field "kkkk`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,8 +73,8 @@ func TestParse(t *testing.T) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("Parse(%s) error = %v, want a *ValidationError", tt.give, err)
 			}
-			if !strings.Contains(ve.Message, tt.wantErr) {
-				t.Errorf("Parse(%s) message = %q, want it to contain %q", tt.give, ve.Message, tt.wantErr)
+			if !strings.Contains(ve.Message, tt.wantErr) || len(ve.Message) > 512 {
+				t.Errorf("Parse(%.200s) message = %.600q, want it to contain %q and be short", tt.give, ve.Message, tt.wantErr)
 			}
 			if ve.RequestID != tt.wantID {
 				t.Errorf("Parse(%s) request id = %q, want %q", tt.give, ve.RequestID, tt.wantID)
@@ -95,6 +104,7 @@ func TestParseTarget(t *testing.T) {
 		{name: "unknown field", give: `{"request_id":"r","x":1}`, wantErr: "payload must be"},
 		{name: "unknown event type", give: `{"request_id":"r","event_types":["error"]}`, wantErr: `unknown event type "error"`},
 		{name: "long request id", give: `{"request_id":"` + strings.Repeat("r", MaxIDLength+1) + `"}`, wantErr: "payload.request_id is 129"},
+		{name: "repeated request id", give: `{"request_id":"a","request_id":"b"}`, wantErr: `payload field "request_id" appears more than once`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

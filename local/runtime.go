@@ -29,6 +29,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/config"
 	"github.com/streamer-dev/streamer/functions/demo"
+	"github.com/streamer-dev/streamer/functions/processing"
 	"github.com/streamer-dev/streamer/functions/store"
 	"github.com/streamer-dev/streamer/internal/ddblocal"
 	"github.com/streamer-dev/streamer/local/gateway"
@@ -75,6 +76,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Gateway tunes the WebSocket endpoint (idle timeout, lifetime cap).
 	Gateway gateway.Options
+	// ProcessorTimeout is the processor's invocation timeout, as the
+	// construct's ProcessorTimeoutSeconds: it bounds every run, and so its
+	// lease. Default ProcessorTimeout.
+	ProcessorTimeout time.Duration
 	// DevToken serves a fresh development token (DevTenant, DevUser) at
 	// /dev/token, which the page prefills. Only for a developer's machine.
 	DevToken bool
@@ -90,6 +95,7 @@ type Runtime struct {
 	devToken bool
 	queues   Queues
 	gw       *gateway.Gateway
+	getenv   config.Getenv
 
 	ddbLocal *ddblocal.Instance
 	sqsLocal *sqslocal.Instance
@@ -129,6 +135,9 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.ProcessorTimeout <= 0 {
+		opts.ProcessorTimeout = ProcessorTimeout
+	}
 	rt = &Runtime{secret: opts.JWTSecret, devToken: opts.DevToken, tables: ddblocal.Prefixed(opts.TablePrefix)}
 	defer func() {
 		if err != nil {
@@ -159,11 +168,12 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 		return rt, err
 	}
 	rt.sqs = sqslocal.NewClient(rt.sqsLocal.URL)
-	if rt.queues, err = createQueues(ctx, rt.sqs); err != nil {
+	if rt.queues, err = createQueues(ctx, rt.sqs, opts.ProcessorTimeout); err != nil {
 		_ = ln.Close()
 		return rt, err
 	}
 	getenv := rt.environment(endpoint, opts)
+	rt.getenv = getenv
 
 	awsCfg := ddblocal.AWSConfig()
 	router, err := app.NewRouter(ctx, awsCfg, getenv, opts.Registry, opts.Logger.With("component", "router"))
@@ -177,6 +187,11 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 		return rt, fmt.Errorf("local: processor: %w", err)
 	}
 
+	if err := rearm(ctx, rt.Store(), proc); err != nil {
+		_ = ln.Close()
+		return rt, err
+	}
+
 	gwOpts := opts.Gateway
 	gwOpts.Logger = opts.Logger.With("component", "gateway")
 	rt.gw = gateway.New(router.Handle, gwOpts)
@@ -186,9 +201,9 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 	rt.cancel = cancel
 	log := opts.Logger.With("component", "local")
 	sp := streams.NewPoller(ddblocal.NewStreamsClient(endpoint), rt.tables.Requests, proc.HandleStream, rt.toDeadLetter, log)
-	sp.Timeout = ProcessorTimeout
+	sp.Timeout = opts.ProcessorTimeout
 	qp := sqslocal.NewPoller(rt.sqs, rt.queues.Retry, proc.HandleQueue, log)
-	qp.BatchSize, qp.Timeout = RetryQueueBatchSize, ProcessorTimeout
+	qp.BatchSize, qp.Timeout = RetryQueueBatchSize, opts.ProcessorTimeout
 	for name, run := range map[string]func(context.Context) error{"stream poller": sp.Run, "retry queue poller": qp.Run} {
 		rt.wg.Add(1)
 		go func() {
@@ -235,9 +250,29 @@ func stage(o gateway.Options) string {
 	return o.Stage
 }
 
+// rearm sends again the wake-ups of the requests left open in the tables (by
+// a runtime that crashed on them): the queue is in memory and lost them,
+// where SQS would have kept them. Without it a request PROCESSING when its
+// runtime died would never be reclaimed.
+func rearm(ctx context.Context, st *store.Store, proc *processing.Handler) error {
+	for _, status := range []store.Status{store.StatusPending, store.StatusRetrying, store.StatusProcessing} {
+		rs, err := st.RequestsInStatus(ctx, status)
+		if err != nil {
+			return fmt.Errorf("local: re-arm wake-ups: %w", err)
+		}
+		for _, r := range rs {
+			if err := proc.Rearm(ctx, r); err != nil {
+				return fmt.Errorf("local: re-arm wake-ups: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 // createQueues creates the retry queue with its own dead-letter queue, and
-// the dead-letter queue of failed requests, as the construct deploys them.
-func createQueues(ctx context.Context, c *sqs.Client) (Queues, error) {
+// the dead-letter queue of failed requests, as the construct deploys them
+// for a processor with timeout processorTimeout.
+func createQueues(ctx context.Context, c *sqs.Client, processorTimeout time.Duration) (Queues, error) {
 	var q Queues
 	mk := func(name string, attrs map[string]string) (string, error) {
 		out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
@@ -258,7 +293,7 @@ func createQueues(ctx context.Context, c *sqs.Client) (Queues, error) {
 		return q, fmt.Errorf("local: retry dead-letter queue arn: %w", err)
 	}
 	q.Retry, err = mk("streamer-retry", map[string]string{
-		"VisibilityTimeout": strconv.Itoa(int(6 * ProcessorTimeout / time.Second)),
+		"VisibilityTimeout": strconv.Itoa(int(6 * processorTimeout / time.Second)),
 		"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":%d}`, attrs.Attributes["QueueArn"], RetryMaxReceiveCount),
 	})
 	return q, err
@@ -309,6 +344,11 @@ func (rt *Runtime) Store() *store.Store {
 
 // Queues are the URLs of the runtime's queues.
 func (rt *Runtime) Queues() Queues { return rt.queues }
+
+// Environment is what the runtime's router and processor read (tables,
+// queues, @connections endpoint, overrides), to build another processor on
+// the same tables and queues (a test replaying deliveries, say).
+func (rt *Runtime) Environment() config.Getenv { return rt.getenv }
 
 // Connections is the number of open WebSocket connections.
 func (rt *Runtime) Connections() int { return rt.gw.Count() }

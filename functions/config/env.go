@@ -76,4 +76,8 @@ const (
 	// "streamer_"), so several runtimes can share one DynamoDB Local; only
 	// `make dev` reads it.
 	EnvTablePrefix = "STREAMER_TABLE_PREFIX"
+	// EnvProcessorTimeout is the local processor's invocation timeout (a Go
+	// duration; default 15m, the deployed processor's), which bounds every
+	// run and so its lease; only `make dev` reads it.
+	EnvProcessorTimeout = "STREAMER_PROCESSOR_TIMEOUT"
 )

@@ -8,6 +8,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/streamer-dev/streamer/functions/store"
 )
 
 // maxDelay is SQS's longest message delay; later wake-ups chain.
@@ -70,6 +72,25 @@ func (h *Handler) enqueue(ctx context.Context, key string, due int64, reason str
 	})
 	if err != nil {
 		return fmt.Errorf("enqueue %s wake-up: %w", reason, err)
+	}
+	return nil
+}
+
+// Rearm sends again the wake-up an open request waits for: its lease
+// watchdog (just after LeaseExpiresAt) when PROCESSING, its due time
+// (ProcessAfter) when PENDING or RETRYING. A final request needs none. On AWS
+// the retry queue keeps its messages through any crash; a runtime whose queue
+// is in memory (the local one) calls Rearm on start for the requests it finds
+// open, or a crash would strand them. An extra wake-up is harmless: claims are
+// conditional.
+func (h *Handler) Rearm(ctx context.Context, r store.Request) error {
+	switch r.Status {
+	case store.StatusProcessing:
+		return h.enqueue(ctx, r.RequestID, r.LeaseExpiresAt+time.Second.Milliseconds(), reasonLease)
+	case store.StatusPending:
+		return h.enqueue(ctx, r.RequestID, r.ProcessAfter, reasonScheduled)
+	case store.StatusRetrying:
+		return h.enqueue(ctx, r.RequestID, r.ProcessAfter, reasonRetry)
 	}
 	return nil
 }

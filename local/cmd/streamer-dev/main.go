@@ -8,6 +8,8 @@
 // STREAMER_JWT_SECRET (default: a fixed, public development key),
 // DYNAMODB_ENDPOINT (use that DynamoDB instead of starting DynamoDB Local),
 // STREAMER_TABLE_PREFIX (default streamer_, for runtimes sharing a DynamoDB),
+// STREAMER_PROCESSOR_TIMEOUT (default 15m, as deployed; it bounds every run
+// and its lease, so a shorter one reclaims a crashed run sooner),
 // STREAMER_LOG_LEVEL, and every variable the Lambdas read
 // (STREAMER_RATE_LIMIT, STREAMER_TENANT_MAX_INFLIGHT, ...).
 package main
@@ -75,9 +77,10 @@ func token(args []string, getenv config.Getenv, stdout io.Writer) error {
 // lambdaEnv passes the Lambdas' variables (STREAMER_*, but for the command's
 // own) through to the router and processor.
 func lambdaEnv() map[string]string {
+	own := map[string]bool{config.EnvAddr: true, config.EnvTablePrefix: true, config.EnvProcessorTimeout: true}
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "STREAMER_") && k != config.EnvAddr && k != config.EnvTablePrefix {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "STREAMER_") && !own[k] {
 			env[k] = v
 		}
 	}
@@ -98,11 +101,16 @@ func serve(getenv config.Getenv, stdout, stderr io.Writer) error {
 	if addr == "" {
 		addr = local.DefaultAddr
 	}
+	processorTimeout, err := config.Duration(getenv, config.EnvProcessorTimeout, local.ProcessorTimeout)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(stderr, "starting Streamer (DynamoDB Local takes a few seconds)…")
 	rt, err := local.Start(ctx, local.Options{
 		Addr:             addr,
 		DynamoDBEndpoint: getenv(config.EnvDynamoDBEndpoint),
 		TablePrefix:      getenv(config.EnvTablePrefix),
+		ProcessorTimeout: processorTimeout,
 		JWTSecret:        secret(getenv),
 		Env:              lambdaEnv(),
 		Logger:           logger,

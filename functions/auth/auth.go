@@ -140,8 +140,10 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 }
 
 // Verify checks the token's signature, algorithm, expiry (required), nbf,
-// issuer and audience, and that it names a user (sub) and a tenant
-// (tenant_id). Every refusal wraps ErrUnauthorized; its text is for logs only.
+// iat (not in the future), issuer and audience, and that it names a user
+// (sub) and a tenant (tenant_id). A token with a "crit" header is refused:
+// Streamer understands no JWS extension (RFC 7515 §4.1.11). Every refusal
+// wraps ErrUnauthorized; its text is for logs only.
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, fmt.Errorf("%w: no token", ErrUnauthorized)
@@ -157,6 +159,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.methods),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
 		jwt.WithLeeway(v.leeway),
 		jwt.WithTimeFunc(v.now),
 	}
@@ -168,6 +171,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	}
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			// The JWT library ignores crit; a recipient must refuse extensions
+			// it does not understand, and Streamer understands none.
+			return nil, errors.New("crit header: no extension is supported")
+		}
 		switch t.Method.(type) {
 		case *jwt.SigningMethodHMAC:
 			return hmacKey(hmacKeys, t)

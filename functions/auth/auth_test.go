@@ -68,7 +68,7 @@ func claimsWith(edit func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-func sign(t *testing.T, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
+func sign(t testing.TB, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, c)
 	if kid != "" {
@@ -129,6 +129,10 @@ func TestVerify(t *testing.T) {
 		{"tenant too long", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["tenant_id"] = strings.Repeat("t", 129) })), false},
 		{"permissions cleaned", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["permissions"] = []string{"echo", "", "delay", "echo"} })), true},
 		{"permissions not a list", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["permissions"] = 5 })), false},
+		{"issued in the future", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Hour).Unix() })), false},
+		{"issued in the future within leeway", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Second).Unix() })), true},
+		{"crit header", both, signWithHeader(t, "crit", []string{"exp"}), false},
+		{"empty crit header", both, signWithHeader(t, "crit", []string{}), false},
 		{"malformed", both, "not.a.jwt", false},
 		{"empty", both, "", false},
 		{"tampered payload", both, tamper(sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(nil))), false},
@@ -155,6 +159,19 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signWithHeader signs valid claims with the current key, adding the header
+// name: value.
+func signWithHeader(t testing.TB, name string, value any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claimsWith(nil))
+	tok.Header["kid"], tok.Header[name] = current.KID, value
+	s, err := tok.SignedString(current.Key)
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return s
 }
 
 // tamper swaps the token's tenant for another, keeping the signature.

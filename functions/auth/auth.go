@@ -29,6 +29,11 @@ const (
 	MaxSubjectBytes  = 256
 )
 
+// MaxTokenBytes caps a token's length. Identity providers' tokens are a few
+// KB; a larger one is refused before it is decoded, so an oversized token
+// costs no parsing or signature check.
+const MaxTokenBytes = 8 << 10
+
 // ErrUnauthorized wraps every reason a token is refused.
 var ErrUnauthorized = errors.New("unauthorized")
 
@@ -147,6 +152,9 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, fmt.Errorf("%w: no token", ErrUnauthorized)
+	}
+	if len(token) > MaxTokenBytes {
+		return Identity{}, fmt.Errorf("%w: token is %d bytes, more than %d", ErrUnauthorized, len(token), MaxTokenBytes)
 	}
 	var hmacKeys []HMACKey
 	if v.hmac != nil {

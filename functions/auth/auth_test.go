@@ -133,6 +133,8 @@ func TestVerify(t *testing.T) {
 		{"issued in the future within leeway", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["iat"] = now.Add(10 * time.Second).Unix() })), true},
 		{"crit header", both, signWithHeader(t, "crit", []string{"exp"}), false},
 		{"empty crit header", both, signWithHeader(t, "crit", []string{}), false},
+		{"oversized", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("p", MaxTokenBytes) })), false},
+		{"large but within the cap", both, sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("p", MaxTokenBytes/2) })), true},
 		{"malformed", both, "not.a.jwt", false},
 		{"empty", both, "", false},
 		{"tampered payload", both, tamper(sign(t, jwt.SigningMethodHS256, "k2", current.Key, claimsWith(nil))), false},

@@ -17,7 +17,7 @@ import (
 // FuzzVerify feeds arbitrary strings to an HS256 verifier with a current and a
 // previous key, an issuer and an audience, and checks what it accepts against
 // an independent reading of the token: a token is accepted only if it is
-// three segments, HS256 without "crit", signed (HMAC-SHA256, checked here with
+// at most MaxTokenBytes long, three segments, HS256 without "crit", signed (HMAC-SHA256, checked here with
 // crypto/hmac) by the key its kid names (the current key without kid),
 // unexpired, not issued in the future, from the issuer for the audience, and
 // its identity is the one its claims name, within the id rules. Every refusal
@@ -59,6 +59,9 @@ func FuzzVerify(f *testing.F) {
 // acceptable reads token independently of the JWT library and returns why
 // the verifier should not have accepted it as id ("" when it should have).
 func acceptable(token string, id Identity) string {
+	if len(token) > MaxTokenBytes {
+		return "it is longer than MaxTokenBytes"
+	}
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return "it does not have three segments"

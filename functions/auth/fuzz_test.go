@@ -16,12 +16,12 @@ import (
 
 // FuzzVerify feeds arbitrary strings to an HS256 verifier with a current and a
 // previous key, an issuer and an audience, and checks what it accepts against
-// an independent reading of the token: a token is accepted only if it is
-// at most MaxTokenBytes long, three segments, HS256 without "crit", signed (HMAC-SHA256, checked here with
-// crypto/hmac) by the key its kid names (the current key without kid),
-// unexpired, not issued in the future, from the issuer for the audience, and
-// its identity is the one its claims name, within the id rules. Every refusal
-// wraps ErrUnauthorized, and nothing panics.
+// an independent reading of the token: a token is accepted only if it is at
+// most MaxTokenBytes long, three segments, HS256 without "crit", signed
+// (HMAC-SHA256, checked here with crypto/hmac) by the key its kid names (the
+// current key without kid), unexpired, not issued in the future, from the
+// issuer for the audience, and its identity is the one its claims name,
+// within the id rules. Every refusal wraps ErrUnauthorized; nothing panics.
 func FuzzVerify(f *testing.F) {
 	for _, tok := range []string{
 		sign(f, jwt.SigningMethodHS256, current.KID, current.Key, claimsWith(nil)),

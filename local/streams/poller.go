@@ -172,8 +172,19 @@ func (p *Poller) readShard(ctx context.Context, arn, shard string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for batch := range lanes[i] {
-				p.invokeWithRetries(ctx, shard, batch)
+			var next []events.DynamoDBEventRecord
+			for {
+				if len(next) == 0 {
+					b, ok := <-lanes[i]
+					if !ok {
+						return
+					}
+					next = b
+				}
+				next = p.gather(next, lanes[i])
+				n := min(len(next), p.BatchSize)
+				p.invokeWithRetries(ctx, shard, next[:n])
+				next = next[n:]
 			}
 		}()
 	}
@@ -262,6 +273,26 @@ func (p *Poller) deliver(ctx context.Context, arn string, lanes []chan []events.
 			return
 		}
 	}
+}
+
+// gather adds to next the records already waiting in lane, without waiting,
+// until it holds BatchSize or more. As in Lambda, the records that arrived
+// while a lane's batch ran make up its next batch, rather than one invocation
+// per poll: a lane with a slow batch would otherwise run what queued behind
+// it one small batch at a time.
+func (p *Poller) gather(next []events.DynamoDBEventRecord, lane <-chan []events.DynamoDBEventRecord) []events.DynamoDBEventRecord {
+	for len(next) < p.BatchSize {
+		select {
+		case b, ok := <-lane:
+			if !ok {
+				return next
+			}
+			next = append(next, b...)
+		default:
+			return next
+		}
+	}
+	return next
 }
 
 // laneOf hashes a record's key to one of n lanes.

@@ -258,3 +258,42 @@ func TestPollerLanes(t *testing.T) {
 	put(t, env.Client, env.Tables.Requests, []string{fast}, "PENDING")
 	wait(func() bool { return slices.Contains(slices.Concat(r.snapshot()...), fast) })
 }
+
+// TestPollerGathersWhileBusy checks that the records arriving, poll after
+// poll, while a lane's batch runs make up that lane's next batch, as Lambda
+// reads what accumulated in the shard; not one invocation per poll, which
+// would run them one after another behind every slow one.
+func TestPollerGathersWhileBusy(t *testing.T) {
+	t.Parallel()
+	key := func(id string) map[string]dbstypes.AttributeValue {
+		return map[string]dbstypes.AttributeValue{schema.AttrRequestID: &dbstypes.AttributeValueMemberS{Value: id}}
+	}
+	slow := "slow"
+	var queued []string
+	for i := 0; len(queued) < 5; i++ {
+		if id := fmt.Sprintf("queued-%d", i); laneOf(key(id), DefaultParallelizationFactor) == laneOf(key(slow), DefaultParallelizationFactor) {
+			queued = append(queued, id)
+		}
+	}
+	release := make(chan struct{})
+	r := &recorder{fail: func(_ int, ids []string) (events.DynamoDBEventResponse, error) {
+		if slices.Contains(ids, slow) {
+			<-release
+		}
+		return events.DynamoDBEventResponse{}, nil
+	}}
+	env, wait := run(t, r, nil)
+	put(t, env.Client, env.Tables.Requests, []string{slow}, "PENDING")
+	wait(func() bool { return slices.Contains(slices.Concat(r.snapshot()...), slow) })
+	for _, id := range queued {
+		put(t, env.Client, env.Tables.Requests, []string{id}, "PENDING")
+		time.Sleep(60 * time.Millisecond) // a poll (every 20 ms) of its own
+	}
+	time.Sleep(time.Second) // the poller reads the last one
+	close(release)
+	wait(func() bool { return len(slices.Concat(r.snapshot()...)) == 1+len(queued) })
+	calls := r.snapshot()
+	if len(calls) != 2 || !slices.Equal(calls[1], queued) {
+		t.Errorf("got calls %v, want [[%s] %v]", calls, slow, queued)
+	}
+}

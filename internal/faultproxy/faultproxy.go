@@ -139,6 +139,23 @@ func (s Stats) Totals() OpStats {
 	return t
 }
 
+// Since returns the counts added after earlier, a snapshot of the same proxy.
+func (s Stats) Since(earlier Stats) Stats {
+	out := make(Stats, len(s))
+	for op, now := range s {
+		was := earlier[op]
+		d := OpStats{Calls: now.Calls - was.Calls, AfterForward: now.AfterForward - was.AfterForward, Applied: now.Applied - was.Applied,
+			Faults: map[Kind]int{}}
+		for k, n := range now.Faults {
+			if n > was.Faults[k] {
+				d.Faults[k] = n - was.Faults[k]
+			}
+		}
+		out[op] = d
+	}
+	return out
+}
+
 // String sums up the stats: calls, faults by kind, ambiguous writes.
 func (s Stats) String() string {
 	t := s.Totals()

@@ -167,6 +167,7 @@ func TestScope(t *testing.T) {
 	if _, err := e.through.GetItem(ctx(t), &dynamodb.GetItemInput{TableName: aws.String(e.table), Key: key("k")}); err != nil {
 		t.Errorf("GetItem outside Operations failed: %v", err)
 	}
+	before := e.proxy.Stats()
 	if err := e.put(t, e.through, "k2"); err == nil {
 		t.Error("PutItem in Operations passed at rate 1")
 	}
@@ -180,6 +181,9 @@ func TestScope(t *testing.T) {
 		t.Errorf("ListStreams through the proxy: %v, %d streams; want the table's stream", err, len(out.Streams))
 	}
 	st := e.proxy.Stats()
+	if d := st.Since(before); d["GetItem"].Calls != 0 || d["PutItem"].Calls != 1 || d.Totals().Faults[faultproxy.Throttling]+d.Totals().Faults[faultproxy.ThroughputExceeded]+d.Totals().Faults[faultproxy.InternalError] != 1 {
+		t.Errorf("since the GetItem: %v, want one PutItem call, one fault", d)
+	}
 	if st["GetItem"].Calls != 1 || len(st["GetItem"].Faults) != 0 || st["PutItem"].Faults[faultproxy.Throttling]+st["PutItem"].Faults[faultproxy.ThroughputExceeded]+st["PutItem"].Faults[faultproxy.InternalError] != 1 {
 		t.Errorf("stats %v", st)
 	}

@@ -101,6 +101,10 @@ type Options struct {
 	// Retry is the retry policy of Async actions; zero fields take
 	// DefaultRetryPolicy's values.
 	Retry RetryPolicy
+	// Sensitive names payload fields (at any depth, case-insensitive) whose
+	// values must never reach a log, besides those sensitive by name (see
+	// Redact).
+	Sensitive []string
 }
 
 // Action is a registered action with its options resolved.
@@ -130,7 +134,8 @@ var reserved = map[string]bool{"ping": true, "subscribe": true, "unsubscribe": t
 func IsBuiltin(name string) bool { return reserved[name] }
 
 // Register adds an action. It fails on an invalid or reserved name, a nil
-// handler, a duplicate, or invalid options.
+// handler, a duplicate, or invalid options. The registered handler's errors
+// and panics are redacted (see Action.Redact).
 func (r *Registry) Register(name string, h Handler, opts Options) error {
 	switch {
 	case !validName.MatchString(name):
@@ -153,7 +158,9 @@ func (r *Registry) Register(name string, h Handler, opts Options) error {
 	if _, dup := r.actions[name]; dup {
 		return fmt.Errorf("register action %q: already registered", name)
 	}
-	r.actions[name] = Action{Name: name, Handler: h, Options: resolved}
+	a := Action{Name: name, Handler: h, Options: resolved}
+	a.Handler = a.redacting() // handlers' errors and panics are logged
+	r.actions[name] = a
 	return nil
 }
 

@@ -57,6 +57,16 @@ func secret(getenv config.Getenv) string {
 	return local.DevJWTSecret
 }
 
+// keyShown is what the banner says of the HS256 key: the public development
+// default is printed; a key of the user's own (STREAMER_JWT_SECRET) is a
+// secret and is not.
+func keyShown(getenv config.Getenv) (key, note string) {
+	if getenv(config.EnvJWTSecret) != "" {
+		return "(not shown)", "from STREAMER_JWT_SECRET"
+	}
+	return local.DevJWTSecret, "the development default; set STREAMER_JWT_SECRET to change it"
+}
+
 func token(args []string, getenv config.Getenv, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	tenant := fs.String("tenant", local.DevTenant, "tenant_id claim")
@@ -124,10 +134,7 @@ func serve(getenv config.Getenv, stdout, stderr io.Writer) error {
 		_ = rt.Stop()
 		return err
 	}
-	keyNote := "the development default; set STREAMER_JWT_SECRET to change it"
-	if getenv(config.EnvJWTSecret) != "" {
-		keyNote = "from STREAMER_JWT_SECRET"
-	}
+	key, keyNote := keyShown(getenv)
 	fmt.Fprintf(stdout, `
 Streamer is running.
 
@@ -146,7 +153,7 @@ Streamer is running.
 
 Ctrl-C stops everything.
 `, rt.URL(), rt.WSURL(), rt.Tables().Connections, rt.Tables().Requests, rt.Tables().Subscriptions,
-		secret(getenv), keyNote, local.DevTenant, local.DevUser, strings.TrimSuffix(local.DevTokenTTL.String(), "0m0s"), tok)
+		key, keyNote, local.DevTenant, local.DevUser, strings.TrimSuffix(local.DevTokenTTL.String(), "0m0s"), tok)
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "stopping…")
 	stopped := make(chan error, 1)

@@ -47,3 +47,18 @@ func TestToken(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyShown: the banner prints the public development key, never a key
+// given in STREAMER_JWT_SECRET.
+func TestKeyShown(t *testing.T) {
+	t.Parallel()
+	const custom = "a-custom-development-key-of-enough-bytes"
+	for _, tt := range []struct {
+		secret, want string
+	}{{"", local.DevJWTSecret}, {custom, "(not shown)"}} {
+		key, note := keyShown(func(k string) string { return map[string]string{config.EnvJWTSecret: tt.secret}[k] })
+		if key != tt.want || strings.Contains(key+note, custom) {
+			t.Errorf("secret %q: banner shows %q (%s), want %q", tt.secret, key, note, tt.want)
+		}
+	}
+}

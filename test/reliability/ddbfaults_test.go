@@ -1,0 +1,237 @@
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamer-dev/streamer/functions/config"
+	"github.com/streamer-dev/streamer/functions/protocol"
+	"github.com/streamer-dev/streamer/functions/schema"
+	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/internal/ddblocal"
+	"github.com/streamer-dev/streamer/internal/ddbtest"
+	"github.com/streamer-dev/streamer/internal/faultproxy"
+	"github.com/streamer-dev/streamer/local"
+	"github.com/streamer-dev/streamer/local/localtest"
+)
+
+// ddbFaults is the fault mix of the scenario: 10% of DynamoDB calls fail
+// (throttling, throughput exceeded, 500s; a quarter of the failures after
+// the call was applied) and every call is slowed down.
+var ddbFaults = faultproxy.Config{Rate: 0.10, AfterForward: 0.25, Latency: 2 * time.Millisecond, Jitter: 8 * time.Millisecond}
+
+// awsInternals are fragments of AWS errors that must never reach a client.
+var awsInternals = []string{"Exception", "InternalServerError", "DynamoDB", "dynamodb", "operation error", "StatusCode", "RequestID", "api error", "http://", "https://", "__type"}
+
+// TestDynamoDBFaults proves that with the router and the processor going
+// through a proxy that fails 10% of their DynamoDB calls (some of them after
+// applying the write) and adds latency, every acknowledged request completes
+// exactly once — one successful run, one COMPLETED item, one complete frame —
+// and that a request that could not be stored is never acknowledged: the
+// client gets a retryable error without AWS internals, DynamoDB holds
+// nothing, and the same id goes through once DynamoDB recovers.
+func TestDynamoDBFaults(t *testing.T) {
+	t.Parallel()
+	conns, perConn, unstoredN := sized(4, 20), sized(20, 50), sized(5, 20)
+	proxy, err := faultproxy.Start(ddbtest.Endpoint(t), faultproxy.Config{}, 6) // clean while the runtime starts
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	var counter runCounter
+	rt := localtest.Start(t, local.Options{DynamoDBEndpoint: proxy.URL, Registry: counter.counted(),
+		Env: map[string]string{config.EnvRateLimit: "1000", config.EnvTenantMaxInflight: "10000"}})
+	direct := ddblocal.NewClient(ddbtest.Endpoint(t))
+	tenant := localtest.Tenant("ddbfaults")
+	trackers := make([]*tracker, conns)
+	for i := range trackers {
+		trackers[i] = track(t, rt, tenant, fmt.Sprintf("u%d", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sized(3*time.Minute, 8*time.Minute))
+	defer cancel()
+	o := outcome{Group: groupFaults, Scenario: "DynamoDB faults",
+		Size: fmt.Sprintf("%d connections × %d requests + %d during a write outage", conns, perConn, unstoredN)}
+	var problems []string
+	problem := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
+
+	// A write outage: every write that would store a request fails.
+	proxy.Set(faultproxy.Config{Rate: 1, Operations: []string{"TransactWriteItems", "PutItem"}})
+	unstored := make([]protocol.Message, unstoredN)
+	answers := make([]submission, unstoredN)
+	var outage errgroup.Group
+	for i := range unstored {
+		unstored[i] = delayMessage(fmt.Sprintf("outage-%d", i))
+		outage.Go(func() (err error) {
+			answers[i], err = trackers[i%conns].submit(ctx, unstored[i], 1)
+			return err
+		})
+	}
+	if err := outage.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range answers {
+		if !retryable(s.Answer) {
+			problem("%s during the outage: answered %s, want a retryable error", unstored[i].ID, s.Answer.Raw)
+		}
+		if p := leaks(s.Answer); p != "" {
+			problem("%s", p)
+		}
+	}
+	for _, m := range unstored {
+		if stored(t, direct, rt.Tables().Requests, tenant, m.ID) {
+			problem("%s was stored although the client got an error", m.ID)
+		}
+	}
+
+	// 10% faults: the outage's requests are sent again with their ids, then
+	// the load.
+	outageStats := proxy.Stats()
+	proxy.Set(ddbFaults)
+	var (
+		mu          sync.Mutex
+		acked       = map[*tracker][]string{}
+		ackedByDone = map[string]bool{} // answered with a complete frame (a resend of a finished request)
+		sends       int
+		echoes      int
+		wg          sync.WaitGroup
+	)
+	for i, tr := range trackers {
+		msgs := make([]protocol.Message, 0, perConn+len(unstored))
+		for j := i; j < len(unstored); j += conns {
+			msgs = append(msgs, unstored[j])
+		}
+		for j := range perConn {
+			id := fmt.Sprintf("c%d-r%d", i, j)
+			if j%5 == 4 {
+				msgs = append(msgs, protocol.Message{Action: "echo", ID: id, Payload: json.RawMessage(`{"n":` + fmt.Sprint(j) + `}`)})
+			} else {
+				msgs = append(msgs, delayMessage(id))
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, m := range msgs {
+				s, err := tr.submit(ctx, m, 10)
+				mu.Lock()
+				sends += s.Sends
+				for _, f := range append(s.Errors, s.Answer) {
+					if p := leaks(f); p != "" {
+						problem("%s", p)
+					}
+				}
+				switch {
+				case err != nil:
+					problem("%s: %v", m.ID, err)
+				case m.Action == "echo" && s.Answer.Type == protocol.TypeResponse && success(s.Answer):
+					echoes++
+				case m.Action == "echo":
+					problem("echo %s answered %s", m.ID, s.Answer.Raw)
+				case s.Answer.Type == protocol.TypeAcknowledgment:
+					acked[tr] = append(acked[tr], m.ID)
+				case s.Answer.Type == protocol.TypeComplete && s.Sends > 1:
+					acked[tr] = append(acked[tr], m.ID)
+					ackedByDone[m.ID] = true
+				default:
+					problem("%s not acknowledged after %d sends: %s", m.ID, s.Sends, s.Answer.Raw)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
+	// Every acknowledged request shows the client exactly one complete frame
+	// (two when a resend found it finished: its answer and the broadcast).
+	var keys []string
+	extraFrames := 0
+	for tr, ids := range acked {
+		for _, id := range tr.await(ctx, ids, protocol.TypeComplete) {
+			problem("%s: no complete frame", id)
+		}
+		for _, id := range ids {
+			keys = append(keys, store.RequestKey(tenant, id))
+			want := 1
+			if ackedByDone[id] {
+				want = 2
+			}
+			n := tr.count(id, protocol.TypeComplete)
+			if n > want {
+				extraFrames++
+				problem("%s: %d complete frames", id, n)
+			}
+			for _, f := range tr.framesOf(id) {
+				if f.Type == protocol.TypeComplete && !success(f) {
+					problem("%s: failed: %s", id, f.Raw)
+				}
+			}
+		}
+	}
+	stats := proxy.Stats().Since(outageStats)
+	proxy.Set(faultproxy.Config{})
+	reqs := settle(t, direct, rt.Tables().Requests, []string{tenant}, time.Minute)
+	tally(&o, keys, reqs)
+	o.Duplicated = counter.duplicates() + extraFrames
+	o.Errors = len(problems)
+	total := stats.Totals()
+	o.Notes = fmt.Sprintf("%.0f%% of DynamoDB calls failed, %.0f%% of failures after the write was applied; latency %s + up to %s: %s; "+
+		"%d sends for %d messages; %d echo responses. Write outage (every request write failing, %d calls): %d requests answered with a retryable error, none stored",
+		ddbFaults.Rate*100, ddbFaults.AfterForward*100, ddbFaults.Latency, ddbFaults.Jitter, stats,
+		sends, conns*perConn+len(unstored), echoes, outageStats.Totals().Calls, len(unstored))
+	record(t, o)
+
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if o.Completed != o.Acknowledged || o.Duplicated != 0 {
+		t.Errorf("%d acknowledged: %d completed, %d failed, %d cancelled, %d lost, %d stuck, %d duplicated; want all completed once",
+			o.Acknowledged, o.Completed, o.Failed, o.Cancelled, o.Lost, o.Stuck, o.Duplicated)
+	}
+	if total.Faults[faultproxy.Throttling] == 0 || total.Applied == 0 {
+		t.Errorf("the proxy injected too little to prove anything: %s", stats)
+	}
+	t.Logf("%s; %s", o.Notes, time.Now().Format(time.TimeOnly))
+}
+
+// delayMessage is a short async request with progress: two steps of 0.1 s.
+func delayMessage(id string) protocol.Message {
+	return protocol.Message{Action: "delay", ID: id, Payload: json.RawMessage(`{"seconds":0.2,"steps":2}`)}
+}
+
+// leaks describes an error frame whose message shows AWS internals, or
+// returns "".
+func leaks(f wireFrame) string {
+	if f.Error == nil {
+		return ""
+	}
+	for _, s := range awsInternals {
+		if strings.Contains(f.Error.Message, s) {
+			return fmt.Sprintf("error frame shows AWS internals (%q): %s", s, f.Raw)
+		}
+	}
+	return ""
+}
+
+// stored reports whether tenant's request id is in the requests table, read
+// straight from DynamoDB.
+func stored(t *testing.T, db *dynamodb.Client, table, tenant, id string) bool {
+	t.Helper()
+	out, err := db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{schema.AttrRequestID: &types.AttributeValueMemberS{Value: store.RequestKey(tenant, id)}}})
+	if err != nil {
+		t.Fatalf("read %s: %v", id, err)
+	}
+	return len(out.Item) > 0
+}

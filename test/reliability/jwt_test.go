@@ -137,7 +137,9 @@ func jwtAttacks(t *testing.T, k jwtKeys, tenant string) []jwtAttack {
 	t.Helper()
 	valid := jwtClaims(tenant, nil)
 	with := func(edit func(jwt.MapClaims)) jwt.MapClaims { return jwtClaims(tenant, edit) }
-	hs := func(kid string, key []byte, c jwt.MapClaims) string { return signed(t, jwt.SigningMethodHS256, kid, key, c) }
+	hs := func(kid string, key []byte, c jwt.MapClaims) string {
+		return signed(t, jwt.SigningMethodHS256, kid, key, c)
+	}
 	pkix, err := x509.MarshalPKIXPublicKey(&k.rsaLive.PublicKey)
 	if err != nil {
 		t.Fatal(err)

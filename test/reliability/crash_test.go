@@ -1,0 +1,282 @@
+package reliability
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/streamer-dev/streamer/client"
+	"github.com/streamer-dev/streamer/functions/config"
+	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/internal/ddblocal"
+	"github.com/streamer-dev/streamer/internal/ddbtest"
+	"github.com/streamer-dev/streamer/local"
+	"github.com/streamer-dev/streamer/local/localtest"
+)
+
+// crashProcessorTimeout is the child's processor timeout: it bounds each run
+// (minus a 2 s safety margin) and so its lease (plus a 5 s grace), which is
+// how long a crashed run holds its request.
+const crashProcessorTimeout = 16 * time.Second
+
+// crashDelay is each request's payload: 8 one-second steps, each saving a
+// checkpoint, well inside a run.
+const crashDelay = `{"seconds":8,"steps":8}`
+
+// buildDev builds the streamer-dev command into a temporary directory.
+func buildDev(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "streamer-dev")
+	cmd := exec.Command("go", "build", "-o", bin, "./local/cmd/streamer-dev")
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build streamer-dev: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeAddr returns a free 127.0.0.1 address, for a child that restarts on
+// the same one (so the client reconnects to it).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// crashable is one run of a streamer-dev binary as a child process, to be
+// killed.
+type crashable struct {
+	cmd    *exec.Cmd
+	done   chan struct{} // closed once the process is reaped
+	stderr *lockedWriter
+	log    *strings.Builder // written through stderr
+}
+
+// spawn starts bin with env added to the test's environment and waits until
+// it prints its WebSocket URL. It is killed when the test ends.
+func spawn(t *testing.T, bin string, env ...string) *crashable {
+	t.Helper()
+	p := &crashable{cmd: exec.Command(bin), done: make(chan struct{}), log: &strings.Builder{}}
+	p.stderr = &lockedWriter{w: p.log}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = p.stderr
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill(t) })
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "WebSocket"); ok {
+			if len(strings.Fields(rest)) > 0 {
+				go func() {
+					for sc.Scan() { // drain the metrics the Lambdas print
+					}
+				}()
+				return p
+			}
+		}
+	}
+	t.Fatalf("streamer-dev printed no WebSocket URL; stderr:\n%s", p.logs())
+	return nil
+}
+
+// logs returns the end of what the process wrote to stderr so far.
+func (p *crashable) logs() string {
+	p.stderr.mu.Lock()
+	defer p.stderr.mu.Unlock()
+	return tail(p.log.String(), 4000)
+}
+
+// kill ends the process with SIGKILL, as a crash would, and reaps it.
+func (p *crashable) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !strings.Contains(err.Error(), "finished") {
+		t.Errorf("kill streamer-dev: %v", err)
+	}
+	<-p.done
+}
+
+// step is the step of a delay checkpoint ({"step": n}), 0 for none.
+func step(checkpoint string) int {
+	var cp struct {
+		Step int `json:"step"`
+	}
+	_ = json.Unmarshal([]byte(checkpoint), &cp)
+	return cp.Step
+}
+
+// awaitProgress waits until every request of tenant is final, or PROCESSING
+// with a checkpoint past the one it had at the last kill (atKill).
+func awaitProgress(t *testing.T, db *dynamodb.Client, table, tenant string, n int, atKill map[string]int) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		rs, err := requestsOf(context.Background(), db, table, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := 0
+		for key, r := range rs {
+			if r.Status.Final() || (r.Status == store.StatusProcessing && step(r.Checkpoint) > atKill[key]) {
+				ready++
+			}
+		}
+		if ready == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d requests made progress", ready, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCrashRecovery runs the runtime as a child process (streamer-dev) and
+// kills it with SIGKILL while its requests are PROCESSING, then restarts it
+// on the same tables, as often as the size says. It proves every request is
+// claimed again once its lease expires (the restarted runtime re-arms the
+// watchdogs its in-memory queue lost; the stream it replays from the start
+// changes nothing), resumes from the checkpoint stored when it was killed,
+// becomes COMPLETED by exactly one write and never changes after, nothing
+// stays PROCESSING, and the client, reconnecting to the restarted runtime,
+// gets every result.
+func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
+	n, kills := sized(8, 50), sized(1, 3)
+	endpoint, prefix, addr := ddbtest.Endpoint(t), local.UniquePrefix(), freeAddr(t)
+	const secret = "crash-test-key-of-a-decent-length-0123456789"
+	env := []string{
+		config.EnvDynamoDBEndpoint + "=" + endpoint,
+		config.EnvAddr + "=" + addr,
+		config.EnvJWTSecret + "=" + secret,
+		config.EnvTablePrefix + "=" + prefix,
+		config.EnvProcessorTimeout + "=" + crashProcessorTimeout.String(),
+		config.EnvProcessorConcurrency + "=" + fmt.Sprint(n),
+		config.EnvRateLimit + "=0",
+		config.EnvLogLevel + "=warn",
+	}
+	bin := buildDev(t)
+	table := ddblocal.Prefixed(prefix).Requests
+	db := ddblocal.NewClient(endpoint)
+	o := outcome{Group: groupFaults, Scenario: "Crash (SIGKILL) and restart", Size: fmt.Sprintf("%d requests, %d kills", n, kills)}
+	defer func() { record(t, o) }()
+
+	p := spawn(t, bin, env...)
+	tenant := localtest.Tenant("crash")
+	token, err := local.Token(secret, tenant, "u", []string{"*"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+addr+"/", token, &client.Options{MaxBackoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	results := make(chan error, n)
+	acked := make([]string, n)
+	for i := range n {
+		id := fmt.Sprintf("crash-%03d", i)
+		acked[i] = store.RequestKey(tenant, id)
+		go func() {
+			res, err := c.Request(ctx, "delay", json.RawMessage(crashDelay), nil, client.WithID(id))
+			if err == nil && !strings.Contains(string(res), `"slept_seconds":8`) {
+				err = fmt.Errorf("%s: result %s", id, res)
+			}
+			results <- err
+		}()
+	}
+
+	atKill := map[string]int{} // the checkpoint step at the last kill that found the request open
+	openAtKills := 0
+	for range kills {
+		awaitProgress(t, db, table, tenant, n, atKill)
+		p.kill(t)
+		time.Sleep(time.Second) // writes the dead process had sent land
+		rs, err := requestsOf(ctx, db, table, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, r := range rs {
+			if !r.Status.Final() {
+				atKill[key] = step(r.Checkpoint)
+				openAtKills++
+			}
+		}
+		p = spawn(t, bin, env...)
+	}
+	reqs := settle(t, db, table, []string{tenant}, 3*time.Minute)
+	tally(&o, acked, reqs)
+	for range n {
+		if err := <-results; err != nil {
+			t.Errorf("client: %v", err)
+			o.Errors++
+		}
+	}
+	recs, err := streamRecords(ctx, endpoint, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for key := range reqs {
+		keys[key] = true
+	}
+	hist := historyOf(recs, keys)
+	reclaimed := 0
+	for key, r := range reqs {
+		var res struct {
+			ResumedFromStep int `json:"resumed_from_step"`
+		}
+		_ = json.Unmarshal([]byte(r.Result), &res)
+		if cp, open := atKill[key]; open {
+			reclaimed++
+			if r.Attempt < 2 || res.ResumedFromStep != cp || cp == 0 {
+				t.Errorf("%s: attempt %d resumed from step %d; want a second attempt resumed from step %d (its checkpoint at the kill), not 0",
+					key, r.Attempt, res.ResumedFromStep, cp)
+				o.Errors++
+			}
+		}
+		if hist.Finals[key] != 1 {
+			t.Errorf("%s: made final by %d writes, want 1", key, hist.Finals[key])
+			if hist.Finals[key] > 1 {
+				o.Duplicated++
+			}
+		}
+	}
+	if hist.AfterFinal > 0 {
+		t.Errorf("%d writes to requests already final", hist.AfterFinal)
+		o.Errors += hist.AfterFinal
+	}
+	if o.Completed != n || len(reqs) != n || reclaimed == 0 {
+		t.Errorf("got %d of %d requests completed (%d stored), %d reclaimed", o.Completed, n, len(reqs), reclaimed)
+	}
+	o.Notes = fmt.Sprintf("%d SIGKILLs and restarts on the same tables; %d requests open at a kill (%d kill×request), all reclaimed after their lease "+
+		"and resumed from the checkpoint stored at the kill; %d stream records checked: 0 second final writes, %d writes after final",
+		kills, reclaimed, openAtKills, hist.Records, hist.AfterFinal)
+	if t.Failed() {
+		t.Logf("last streamer-dev stderr:\n%s", p.logs())
+	}
+}

@@ -59,7 +59,7 @@ func TestNewProcessorDispatchesBothSources(t *testing.T) {
 	now := time.Now()
 	r := store.Request{RequestID: store.RequestKey("acme", "r1"), ID: "r1", TenantID: "acme", ConnectionID: "c1", Status: store.StatusPending,
 		Action: "delay", Payload: `{"seconds":0}`, CreatedAt: now.UnixMilli(), ProcessAfter: now.UnixMilli(), TTL: now.Add(time.Hour).Unix()}
-	if _, _, err := st.CreateRequest(ctx, r, store.Subscription{ConnectionID: "c1", TTL: r.TTL}, 0); err != nil {
+	if _, _, err := st.CreateRequest(ctx, r, 0); err != nil {
 		t.Fatal(err)
 	}
 

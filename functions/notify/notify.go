@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -34,16 +35,37 @@ type Store interface {
 // parallelism bounds concurrent posts of one broadcast.
 const parallelism = 16
 
+// maxGone bounds the notifier's memory of gone connections.
+const maxGone = 10000
+
+// Audience is who follows a request: the connections subscribed to it (the
+// request-subs index) and its submitter, which follows it implicitly until it
+// unsubscribes.
+type Audience struct {
+	// RequestKey is the request's table key.
+	RequestKey string
+	// Submitter is the submitting connection, or "" when it unsubscribed.
+	Submitter string
+}
+
+// AudienceOf returns the audience of r.
+func AudienceOf(r store.Request) Audience {
+	return Audience{RequestKey: r.RequestID, Submitter: r.Submitter()}
+}
+
 // Notifier sends frames. It is safe for concurrent use.
 type Notifier struct {
 	poster Poster
 	store  Store
 	logger *slog.Logger
+
+	mu   sync.Mutex
+	gone map[string]bool // connections API Gateway reported gone; ids are never reused
 }
 
 // New returns a notifier posting through poster.
 func New(poster Poster, st Store, logger *slog.Logger) *Notifier {
-	return &Notifier{poster: poster, store: st, logger: logger}
+	return &Notifier{poster: poster, store: st, logger: logger, gone: map[string]bool{}}
 }
 
 // Send marshals frame to JSON and posts it to the connection. When the
@@ -58,8 +80,12 @@ func (n *Notifier) Send(ctx context.Context, connectionID string, frame any) err
 }
 
 func (n *Notifier) post(ctx context.Context, connectionID string, data []byte) error {
+	if n.isGone(connectionID) {
+		return fmt.Errorf("send: %w", ErrGone)
+	}
 	err := n.poster.Post(ctx, connectionID, data)
 	if errors.Is(err, connections.ErrGone) {
+		n.markGone(connectionID)
 		if _, rmErr := n.store.RemoveConnection(ctx, connectionID); rmErr != nil {
 			n.logger.WarnContext(ctx, "remove gone connection", "connection_id", connectionID, "error", rmErr)
 		} else {
@@ -72,19 +98,39 @@ func (n *Notifier) post(ctx context.Context, connectionID string, data []byte) e
 	return nil
 }
 
-// Broadcast sends frame to every connection subscribed to the request with
-// table key requestKey whose subscription selects eventType
-// (protocol.EventProgress or protocol.EventComplete). Gone connections are
-// removed and skipped; other failures are joined into the returned error after
-// every subscriber was tried. sent counts successful deliveries.
-func (n *Notifier) Broadcast(ctx context.Context, requestKey, eventType string, frame any) (sent int, err error) {
+func (n *Notifier) isGone(connectionID string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.gone[connectionID]
+}
+
+func (n *Notifier) markGone(connectionID string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.gone) >= maxGone {
+		clear(n.gone)
+	}
+	n.gone[connectionID] = true
+}
+
+// Broadcast sends frame to every connection of the audience whose
+// subscription selects eventType (protocol.EventProgress or
+// protocol.EventComplete); the submitter's implicit subscription selects every
+// type unless the submitter also holds a subscription item, which then rules.
+// Gone connections are removed and skipped; other failures are joined into the
+// returned error after every subscriber was tried. sent counts successful
+// deliveries.
+func (n *Notifier) Broadcast(ctx context.Context, a Audience, eventType string, frame any) (sent int, err error) {
 	data, err := json.Marshal(frame)
 	if err != nil {
 		return 0, fmt.Errorf("broadcast: marshal frame: %w", err)
 	}
-	subs, err := n.store.RequestSubscriptions(ctx, requestKey)
+	subs, err := n.store.RequestSubscriptions(ctx, a.RequestKey)
 	if err != nil {
 		return 0, fmt.Errorf("broadcast: %w", err)
+	}
+	if a.Submitter != "" && !slices.ContainsFunc(subs, func(s store.Subscription) bool { return s.ConnectionID == a.Submitter }) {
+		subs = append(subs, store.Subscription{ConnectionID: a.Submitter, RequestID: a.RequestKey})
 	}
 	var (
 		mu   sync.Mutex
@@ -111,7 +157,7 @@ func (n *Notifier) Broadcast(ctx context.Context, requestKey, eventType string, 
 	}
 	_ = g.Wait() // the goroutines collect their errors in errs
 	if len(errs) > 0 {
-		return sent, fmt.Errorf("broadcast %s: %w", requestKey, errors.Join(errs...))
+		return sent, fmt.Errorf("broadcast %s: %w", a.RequestKey, errors.Join(errs...))
 	}
 	return sent, nil
 }

@@ -19,6 +19,9 @@ import (
 	"github.com/streamer-dev/streamer/internal/ddbtest"
 )
 
+// TestBroadcast sends to subscribers by event type and to the submitter's
+// implicit subscription, removes a gone connection once and never posts to it
+// again.
 func TestBroadcast(t *testing.T) {
 	t.Parallel()
 	env := ddbtest.Tables(t)
@@ -48,20 +51,40 @@ func TestBroadcast(t *testing.T) {
 	srv.SetGone("gone")
 
 	tests := []struct {
-		give     string
-		wantSent int
+		give      string
+		submitter string
+		wantSent  int
 	}{
-		{protocol.EventProgress, 1},
-		{protocol.EventComplete, 2},
+		{protocol.EventProgress, "submitter", 2},
+		{protocol.EventComplete, "submitter", 3},
+		// The submitter's own subscription item rules over its implicit one.
+		{protocol.EventProgress, "final", 1},
+		{protocol.EventProgress, "", 1},
 	}
 	for _, tt := range tests {
-		sent, err := n.Broadcast(ctx, key, tt.give, protocol.Progress{Type: tt.give, RequestID: "r1"})
+		a := notify.Audience{RequestKey: key, Submitter: tt.submitter}
+		sent, err := n.Broadcast(ctx, a, tt.give, protocol.Progress{Type: tt.give, RequestID: "r1"})
 		if err != nil || sent != tt.wantSent {
-			t.Errorf("Broadcast(%s) = %d, %v; want %d, nil", tt.give, sent, err, tt.wantSent)
+			t.Errorf("Broadcast(%+v, %s) = %d, %v; want %d, nil", a, tt.give, sent, err, tt.wantSent)
 		}
 	}
-	if got := len(srv.Posts("all")); got != 2 {
-		t.Errorf("posts to the all-events subscriber = %d, want 2", got)
+	if got := len(srv.Posts("all")); got != 4 {
+		t.Errorf("posts to the all-events subscriber = %d, want 4", got)
+	}
+	if got := len(srv.Posts("submitter")); got != 2 {
+		t.Errorf("posts to the submitter = %d, want 2", got)
+	}
+	// A gone submitter has no subscription item to delete: it is posted to
+	// once, then remembered as gone.
+	srv.SetGone("left")
+	before := len(srv.Authorizations())
+	for range 2 {
+		if sent, err := n.Broadcast(ctx, notify.Audience{RequestKey: key, Submitter: "left"}, protocol.EventProgress, protocol.Progress{Type: protocol.TypeProgress}); err != nil || sent != 1 {
+			t.Errorf("Broadcast with a gone submitter = %d, %v; want 1, nil", sent, err)
+		}
+	}
+	if got := len(srv.Authorizations()) - before; got != 3 {
+		t.Errorf("requests for two broadcasts with a gone submitter = %d, want 3 (all twice, left once)", got)
 	}
 	if got := srv.Frames(t, "final"); len(got) != 1 || got[0]["type"] != protocol.EventComplete {
 		t.Errorf("posts to the complete-only subscriber = %v, want one complete frame", got)

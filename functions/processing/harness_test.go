@@ -137,7 +137,7 @@ func (e *env) submit(id, action string, opts ...func(*store.Request)) store.Requ
 		Endpoint: "http://local", ConnectedAt: now.UnixMilli(), LastPing: now.UnixMilli(), TTL: now.Add(time.Hour).Unix()}, 0); err != nil {
 		e.t.Fatalf("PutConnection: %v", err)
 	}
-	if _, _, err := e.store.CreateRequest(context.Background(), r, store.Subscription{ConnectionID: r.ConnectionID, CreatedAt: r.CreatedAt, TTL: r.TTL}, 0); err != nil {
+	if _, _, err := e.store.CreateRequest(context.Background(), r, 0); err != nil {
 		e.t.Fatalf("CreateRequest: %v", err)
 	}
 	return r

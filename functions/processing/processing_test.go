@@ -371,14 +371,16 @@ func TestScheduledRequest(t *testing.T) {
 	e := newEnv(t)
 	var runs atomic.Int32
 	e.reg.MustRegister("echo", echo(&runs), actions.Options{})
-	due := time.Now().Add(1500 * time.Millisecond)
+	due := time.Now().Add(3 * time.Second)
 	r := e.submit("r1", "echo", func(r *store.Request) { r.ProcessAfter = due.UnixMilli() })
 	h := e.handler(Config{})
 	if _, err := h.HandleStream(context.Background(), events.DynamoDBEvent{Records: e.records()}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.get(r); got.Status != store.StatusPending || runs.Load() != 0 {
-		t.Fatalf("status %s runs %d right after the insert, want PENDING 0", got.Status, runs.Load())
+	// On a loaded machine the insert may be handled after the due time; the
+	// request must then run, so the check only holds before it.
+	if got := e.get(r); time.Now().Before(due) && (got.Status != store.StatusPending || runs.Load() != 0) {
+		t.Fatalf("status %s runs %d before its due time, want PENDING 0", got.Status, runs.Load())
 	}
 	e.pollUntil(h, func() bool { return e.get(r).Status == store.StatusCompleted })
 	if got := e.get(r); got.ProcessedAt < due.UnixMilli() {

@@ -15,6 +15,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/actions"
 	"github.com/streamer-dev/streamer/functions/connections"
 	"github.com/streamer-dev/streamer/functions/metrics"
+	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/progress"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
@@ -116,7 +117,7 @@ func (o *outcome) execute(ctx context.Context, action actions.Action, runEnd tim
 	h, r := o.h, o.r
 	hctx, cancel := context.WithDeadline(ctx, runEnd)
 	defer cancel()
-	o.rep = progress.New(ctx, h.cfg.Progress, progress.Run{Key: r.RequestID, ID: r.ID, Owner: o.owner}, h.notify, h.store, o.logger)
+	o.rep = progress.New(ctx, h.cfg.Progress, progress.Run{Key: r.RequestID, Submitter: r.Submitter(), ID: r.ID, Owner: o.owner}, h.notify, h.store, o.logger)
 	o.rep.Resume(store.Progress{Percent: r.Progress, Message: r.ProgressMessage, Checkpoint: r.Checkpoint})
 	lost, stopWatch := h.watch(ctx, r.RequestID, o.owner, cancel)
 
@@ -286,7 +287,7 @@ func (o *outcome) complete(ctx context.Context, result any) error {
 }
 
 func (o *outcome) broadcast(ctx context.Context, frame protocol.Complete) {
-	if _, err := o.h.notify.Broadcast(ctx, o.r.RequestID, protocol.EventComplete, frame); err != nil {
+	if _, err := o.h.notify.Broadcast(ctx, notify.AudienceOf(o.r), protocol.EventComplete, frame); err != nil {
 		o.logger.WarnContext(ctx, "send complete", "error", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/streamer-dev/streamer/functions/actions"
+	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 )
@@ -31,7 +32,7 @@ var ErrCheckpointTooLarge = errors.New("checkpoint too large")
 
 // Broadcaster sends a frame to a request's subscribers (*notify.Notifier).
 type Broadcaster interface {
-	Broadcast(ctx context.Context, requestKey, eventType string, frame any) (int, error)
+	Broadcast(ctx context.Context, a notify.Audience, eventType string, frame any) (int, error)
 }
 
 // Saver persists progress while the run holds the lease (*store.Store).
@@ -50,9 +51,10 @@ type Config struct {
 
 // Run identifies the request a Reporter reports on.
 type Run struct {
-	Key   string // table key
-	ID    string // client-visible id, in frames
-	Owner string // lease owner, for conditional writes
+	Key       string // table key
+	Submitter string // the submitting connection while it follows the request (store.Request.Submitter)
+	ID        string // client-visible id, in frames
+	Owner     string // lease owner, for conditional writes
 }
 
 // Reporter implements actions.Reporter for one run. Frames go out from one
@@ -221,7 +223,7 @@ func (r *Reporter) flushFrame() {
 	if f == nil {
 		return
 	}
-	n, err := r.b.Broadcast(r.ctx, r.run.Key, protocol.EventProgress, f)
+	n, err := r.b.Broadcast(r.ctx, notify.Audience{RequestKey: r.run.Key, Submitter: r.run.Submitter}, protocol.EventProgress, f)
 	if err != nil {
 		r.logger.WarnContext(r.ctx, "send progress", "error", err)
 	}

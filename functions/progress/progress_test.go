@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamer-dev/streamer/functions/config"
+	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 	"github.com/streamer-dev/streamer/internal/ddbtest"
@@ -22,7 +23,7 @@ type recorder struct {
 	frames []protocol.Progress
 }
 
-func (r *recorder) Broadcast(_ context.Context, _, eventType string, frame any) (int, error) {
+func (r *recorder) Broadcast(_ context.Context, _ notify.Audience, eventType string, frame any) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if eventType == protocol.EventProgress {
@@ -50,7 +51,7 @@ func claimed(t *testing.T) (*store.Store, Run) {
 	r := store.Request{RequestID: store.RequestKey("t1", "r1"), ID: "r1", TenantID: "t1", ConnectionID: "c1", Status: store.StatusPending,
 		Action: "a", CreatedAt: now.UnixMilli(), ProcessAfter: now.UnixMilli(), TTL: now.Add(time.Hour).Unix()}
 	ctx := context.Background()
-	if _, _, err := st.CreateRequest(ctx, r, store.Subscription{ConnectionID: "c1"}, 0); err != nil {
+	if _, _, err := st.CreateRequest(ctx, r, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := st.Claim(ctx, r.RequestID, "me", now.Add(time.Minute)); err != nil || !ok {

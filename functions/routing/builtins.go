@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 )
@@ -90,6 +91,12 @@ func (h *Handler) unsubscribe(ctx context.Context, c *call) {
 		h.internal(ctx, c, "unsubscribe", err)
 		return
 	}
+	if r.ConnectionID == c.conn.ConnectionID && !r.SubmitterUnsubscribed {
+		if _, err := h.store.UnsubscribeSubmitter(ctx, r.RequestID, c.conn.ConnectionID); err != nil {
+			h.internal(ctx, c, "unsubscribe", err)
+			return
+		}
+	}
 	h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "subscribed": false})
 }
 
@@ -136,7 +143,7 @@ func (h *Handler) cancel(ctx context.Context, c *call) {
 	}
 	c.log.InfoContext(ctx, "request cancelled", "target", t.RequestID)
 	h.respond(ctx, c, true, map[string]any{"request_id": r.ID, "status": r.Status})
-	if _, err := c.notifier.Broadcast(ctx, r.RequestID, protocol.EventComplete, completeFrame(r)); err != nil {
+	if _, err := c.notifier.Broadcast(ctx, notify.AudienceOf(r), protocol.EventComplete, completeFrame(r)); err != nil {
 		c.log.WarnContext(ctx, "broadcast cancellation", "error", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/auth"
 	"github.com/streamer-dev/streamer/functions/connections"
 	"github.com/streamer-dev/streamer/functions/metrics"
+	"github.com/streamer-dev/streamer/functions/notify"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
 )
@@ -32,11 +33,12 @@ type Store interface {
 	GetConnection(ctx context.Context, id string) (store.Connection, error)
 	TouchConnection(ctx context.Context, id string, ttl time.Duration) error
 	RemoveConnection(ctx context.Context, id string) (store.Connection, error)
-	CreateRequest(ctx context.Context, r store.Request, sub store.Subscription, maxInflight int, extra ...types.TransactWriteItem) (store.Request, bool, error)
+	CreateRequest(ctx context.Context, r store.Request, maxInflight int, extra ...types.TransactWriteItem) (store.Request, bool, error)
 	GetRequest(ctx context.Context, tenantID, id string) (store.Request, error)
 	CancelRequest(ctx context.Context, tenantID, id string) (store.Request, error)
 	PutSubscription(ctx context.Context, sub store.Subscription) error
 	DeleteSubscription(ctx context.Context, connectionID, requestKey string) (bool, error)
+	UnsubscribeSubmitter(ctx context.Context, requestKey, connectionID string) (bool, error)
 }
 
 // Limiter is the per-connection rate limiter (*store.RateLimiter).
@@ -54,7 +56,7 @@ type Verifier interface {
 // Notifier delivers frames (*notify.Notifier).
 type Notifier interface {
 	Send(ctx context.Context, connectionID string, frame any) error
-	Broadcast(ctx context.Context, requestKey, eventType string, frame any) (int, error)
+	Broadcast(ctx context.Context, a notify.Audience, eventType string, frame any) (int, error)
 }
 
 // Metrics emits CloudWatch metrics (*metrics.Writer).

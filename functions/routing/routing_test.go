@@ -218,8 +218,8 @@ func TestSubmit(t *testing.T) {
 		r.ConnectionID != "c1" || r.UserID != "user-1" || r.Attempt != 0 || r.TTL <= time.Now().Add(24*time.Hour).Unix() || r.Metadata["trace"] != "x" {
 		t.Errorf("stored request %+v", r)
 	}
-	if subs, _ := hs.store.RequestSubscriptions(ctx, r.RequestID); len(subs) != 1 || subs[0].ConnectionID != "c1" {
-		t.Errorf("subscriptions %+v, want c1's", subs)
+	if subs, _ := hs.store.RequestSubscriptions(ctx, r.RequestID); r.Submitter() != "c1" || len(subs) != 0 {
+		t.Errorf("submitter %q, subscription items %+v; want c1 following without an item", r.Submitter(), subs)
 	}
 
 	// The same id again, from another connection: no new work, the existing
@@ -231,8 +231,8 @@ func TestSubmit(t *testing.T) {
 	if again, _ := hs.store.GetRequest(ctx, "acme", "r1"); again.Payload != `{"seconds":1}` || again.CreatedAt != r.CreatedAt {
 		t.Errorf("duplicate changed the request: %+v", again)
 	}
-	if subs, _ := hs.store.RequestSubscriptions(ctx, r.RequestID); len(subs) != 2 {
-		t.Errorf("subscriptions after resubmit = %d, want 2", len(subs))
+	if subs, _ := hs.store.RequestSubscriptions(ctx, r.RequestID); len(subs) != 1 || subs[0].ConnectionID != "c2" {
+		t.Errorf("subscriptions after resubmit = %+v, want c2's", subs)
 	}
 	if _, inflight, _ := hs.store.TenantCounters(ctx, "acme"); inflight != 1 {
 		t.Errorf("inflight = %d, want 1", inflight)
@@ -303,8 +303,15 @@ func TestStatusSubscribeCancel(t *testing.T) {
 	if f["type"] != "response" || f["data"].(map[string]any)["subscribed"] != false {
 		t.Errorf("unsubscribe %v", f)
 	}
-	if subs, _ := hs.store.RequestSubscriptions(context.Background(), store.RequestKey("acme", "r1")); len(subs) != 1 {
-		t.Errorf("subscriptions after unsubscribe = %v, want c1's only", subs)
+	if subs, _ := hs.store.RequestSubscriptions(context.Background(), store.RequestKey("acme", "r1")); len(subs) != 0 {
+		t.Errorf("subscriptions after unsubscribe = %v, want none (c1 follows as the submitter)", subs)
+	}
+	// The submitter unsubscribes from its implicit subscription.
+	if f := one(t, hs.send("c1", `{"action":"unsubscribe","id":"u2","payload":{"request_id":"r1"}}`)); f["type"] != "response" {
+		t.Errorf("submitter unsubscribe %v", f)
+	}
+	if r, err := hs.store.GetRequest(context.Background(), "acme", "r1"); err != nil || r.Submitter() != "" {
+		t.Errorf("submitter after unsubscribing = %q, %v; want none", r.Submitter(), err)
 	}
 }
 
@@ -461,7 +468,7 @@ func TestSubscribeWhileFinishing(t *testing.T) {
 	// on the router's own subscription write.
 	r := store.Request{RequestID: store.RequestKey("acme", "r1"), ID: "r1", TenantID: "acme", ConnectionID: "c1", UserID: "u",
 		Status: store.StatusPending, Action: "delay", Payload: "{}", CreatedAt: 1, TTL: time.Now().Add(time.Hour).Unix()}
-	if _, _, err := hs.store.CreateRequest(context.Background(), r, store.Subscription{ConnectionID: "c1"}, 0); err != nil {
+	if _, _, err := hs.store.CreateRequest(context.Background(), r, 0); err != nil {
 		t.Fatal(err)
 	}
 	frames := hs.send("c2", `{"action":"subscribe","id":"s1","payload":{"request_id":"r1"}}`)

@@ -93,16 +93,16 @@ func (r *syncReporter) Checkpoint(state any) error {
 }
 
 // submit stores an async request — PENDING, counted against the tenant's
-// in-flight cap, with the caller subscribed — and only then acknowledges it.
+// in-flight cap, followed by the caller — and only then acknowledges it.
 // A duplicate id of the same tenant starts no work: the caller gets the
 // existing request's acknowledgment, or its final frame when it is finished.
 func (h *Handler) submit(ctx context.Context, c *call, action actions.Action) {
-	req, sub, err := h.newRequest(c, action)
+	req, err := h.newRequest(c, action)
 	if err != nil {
 		h.fail(ctx, c, protocol.CodeValidation, err.Error(), nil)
 		return
 	}
-	existing, created, err := h.store.CreateRequest(ctx, req, sub, h.cfg.TenantMaxInflight)
+	existing, created, err := h.store.CreateRequest(ctx, req, h.cfg.TenantMaxInflight)
 	switch {
 	case errors.Is(err, store.ErrTenantInflightLimit):
 		c.log.WarnContext(ctx, "tenant in-flight limit", "limit", h.cfg.TenantMaxInflight)
@@ -138,11 +138,11 @@ func (h *Handler) submitReserved(ctx context.Context, c *call) bool {
 		return false
 	}
 	c.conn = res.Connection
-	req, sub, err := h.newRequest(c, action)
+	req, err := h.newRequest(c, action)
 	if err != nil {
 		return false
 	}
-	if _, created, err := h.store.CreateRequest(ctx, req, sub, h.cfg.TenantMaxInflight, res.Tx); err != nil || !created {
+	if _, created, err := h.store.CreateRequest(ctx, req, h.cfg.TenantMaxInflight, res.Tx); err != nil || !created {
 		return false
 	}
 	res.Commit()
@@ -151,13 +151,13 @@ func (h *Handler) submitReserved(ctx context.Context, c *call) bool {
 	return true
 }
 
-// newRequest builds the PENDING request for the current message and the
-// caller's subscription to it, giving the message an id when it has none.
-func (h *Handler) newRequest(c *call, action actions.Action) (store.Request, store.Subscription, error) {
+// newRequest builds the PENDING request for the current message, giving the
+// message an id when it has none.
+func (h *Handler) newRequest(c *call, action actions.Action) (store.Request, error) {
 	now := h.now()
 	priority, after, err := h.schedule(c.msg.Metadata, now)
 	if err != nil {
-		return store.Request{}, store.Subscription{}, err
+		return store.Request{}, err
 	}
 	if c.msg.ID == "" {
 		c.msg.ID = newID()
@@ -174,8 +174,7 @@ func (h *Handler) newRequest(c *call, action actions.Action) (store.Request, sto
 		Payload: payload, Metadata: c.msg.Metadata, Priority: priority, ProcessAfter: after.UnixMilli(),
 		TTL: now.Add(h.cfg.RequestTTL).Unix(),
 	}
-	sub := store.Subscription{ConnectionID: c.conn.ConnectionID, CreatedAt: now.UnixMilli(), TTL: now.Add(h.cfg.ConnectionTTL).Unix()}
-	return req, sub, nil
+	return req, nil
 }
 
 // acknowledge tells the caller its request is stored and queued.

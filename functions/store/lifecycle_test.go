@@ -14,7 +14,7 @@ import (
 func queued(t *testing.T, s *Store, tenant, id string) Request {
 	t.Helper()
 	r := pending(tenant, id)
-	if _, _, err := s.CreateRequest(context.Background(), r, Subscription{ConnectionID: r.ConnectionID, CreatedAt: r.CreatedAt, TTL: r.TTL}, 0); err != nil {
+	if _, _, err := s.CreateRequest(context.Background(), r, 0); err != nil {
 		t.Fatalf("CreateRequest: %v", err)
 	}
 	return r

@@ -80,10 +80,24 @@ type Request struct {
 	ProgressAt      int64   `dynamodbav:"ProgressAt,omitempty"`
 	Checkpoint      string  `dynamodbav:"Checkpoint,omitempty"`
 
+	// SubmitterUnsubscribed is set when the submitting connection unsubscribed:
+	// until then it follows the request without a subscription item.
+	SubmitterUnsubscribed bool `dynamodbav:"SubmitterUnsubscribed,omitempty"`
+
 	Result      string     `dynamodbav:"Result,omitempty"`
 	Error       *ErrorInfo `dynamodbav:"Error,omitempty"`
 	ProcessedAt int64      `dynamodbav:"ProcessedAt,omitempty"`
 	TTL         int64      `dynamodbav:"TTL"`
+}
+
+// Submitter is the connection that submitted the request while it follows the
+// request implicitly (every event type), or "" once it unsubscribed. Saving a
+// subscription item on submission would cost a write on the hot path.
+func (r Request) Submitter() string {
+	if r.SubmitterUnsubscribed {
+		return ""
+	}
+	return r.ConnectionID
 }
 
 // Subscription links a connection to a request whose events it receives. Its

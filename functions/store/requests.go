@@ -18,9 +18,10 @@ func reqKey(key string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{schema.AttrRequestID: &types.AttributeValueMemberS{Value: key}}
 }
 
-// CreateRequest stores a new PENDING request, counts it against its tenant's
-// in-flight cap and subscribes the submitting connection (sub), all in one
-// transaction. r.RequestID must be RequestKey(r.TenantID, r.ID).
+// CreateRequest stores a new PENDING request and counts it against its
+// tenant's in-flight cap, in one transaction. The submitting connection
+// (r.ConnectionID) follows the request from then on (Request.Submitter).
+// r.RequestID must be RequestKey(r.TenantID, r.ID).
 //
 // When the tenant already has a request with this id, nothing is written and
 // CreateRequest returns that request with created = false. With maxInflight >
@@ -29,7 +30,7 @@ func reqKey(key string) map[string]types.AttributeValue {
 //
 // extra items join the transaction (a rate-limit Reservation's Tx); when one
 // of their conditions fails nothing is written and the error is ErrStale.
-func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, maxInflight int, extra ...types.TransactWriteItem) (existing Request, created bool, err error) {
+func (s *Store) CreateRequest(ctx context.Context, r Request, maxInflight int, extra ...types.TransactWriteItem) (existing Request, created bool, err error) {
 	if r.RequestID != RequestKey(r.TenantID, r.ID) {
 		return r, false, fmt.Errorf("create request: key %q is not RequestKey(%q, %q)", r.RequestID, r.TenantID, r.ID)
 	}
@@ -38,11 +39,6 @@ func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, 
 		return r, false, wrap("create request", err)
 	}
 	cond, err := expression.NewBuilder().WithCondition(expression.AttributeNotExists(expression.Name(schema.AttrRequestID))).Build()
-	if err != nil {
-		return r, false, wrap("create request", err)
-	}
-	sub.RequestID, sub.TenantID = r.RequestID, r.TenantID
-	subPut, err := s.subscriptionPut(sub)
 	if err != nil {
 		return r, false, wrap("create request", err)
 	}
@@ -55,7 +51,6 @@ func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, 
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}},
 		{Update: s.counterUpdate(r.TenantID, AttrTenantInflight, 1, maxInflight)},
-		{Put: subPut},
 	}}
 	in.TransactItems = append(in.TransactItems, extra...)
 	for retried := false; ; retried = true {
@@ -64,7 +59,7 @@ func (s *Store) CreateRequest(ctx context.Context, r Request, sub Subscription, 
 		switch {
 		case err == nil:
 			return r, true, nil
-		case extraFailed(reasons, 3):
+		case extraFailed(reasons, 2):
 			return r, false, ErrStale
 		case reasonIs(reasons, 0, codeConditionFailed):
 			if old := reasons[0].Item; len(old) > 0 {

@@ -98,16 +98,21 @@ const (
 	codeConflict        = "TransactionConflict"
 )
 
+// maxConflictRetries bounds the retries of a transaction cancelled by
+// conflicts alone: many submissions of one tenant at once all update its
+// counter item.
+const maxConflictRetries = 8
+
 // transact runs a transaction, retrying it a few times with jittered backoff
 // while it is cancelled only because of a concurrent transaction on the same
 // items (TransactionConflict); any other outcome is returned as is.
 func (s *Store) transact(ctx context.Context, in *dynamodb.TransactWriteItemsInput) error {
 	for attempt := 0; ; attempt++ {
 		_, err := s.db.TransactWriteItems(ctx, in)
-		if err == nil || attempt == 4 || !conflictOnly(cancelReasons(err)) {
+		if err == nil || attempt == maxConflictRetries || !conflictOnly(cancelReasons(err)) {
 			return err
 		}
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond) << attempt)))
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(min(5*time.Millisecond<<attempt, 200*time.Millisecond)))))
 		select {
 		case <-ctx.Done():
 			t.Stop()

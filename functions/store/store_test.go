@@ -14,10 +14,12 @@ import (
 	"github.com/streamer-dev/streamer/internal/ddbtest"
 )
 
-var epoch = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+// epoch is the tests' start of time. It follows the real clock: DynamoDB Local
+// deletes items whose TTL has passed in real time, whatever the store's clock says.
+var epoch = time.Now().UTC().Truncate(time.Second)
 
 // newStore returns a store on fresh tables with a clock the test controls.
-func newStore(t *testing.T) (*Store, *time.Time) {
+func newStore(t testing.TB) (*Store, *time.Time) {
 	t.Helper()
 	env := ddbtest.Tables(t)
 	s := New(env.Client, config.Tables{Connections: env.Tables.Connections, Requests: env.Tables.Requests, Subscriptions: env.Tables.Subscriptions})
@@ -141,33 +143,35 @@ func TestCreateRequest(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	r := pending("t1", "r1")
-	got, created, err := s.CreateRequest(ctx, r, Subscription{ConnectionID: "c1", TTL: r.TTL}, 10)
+	got, created, err := s.CreateRequest(ctx, r, 10)
 	if err != nil || !created || got.RequestID != r.RequestID {
 		t.Fatalf("CreateRequest = %+v, %v, %v", got, created, err)
 	}
 	dup := r
 	dup.Action, dup.ConnectionID = "other", "c2"
-	got, created, err = s.CreateRequest(ctx, dup, Subscription{ConnectionID: "c2", TTL: r.TTL}, 10)
+	got, created, err = s.CreateRequest(ctx, dup, 10)
 	if err != nil || created || got.Action != "delay" || got.ConnectionID != "c1" {
 		t.Fatalf("duplicate CreateRequest = %+v, created %v, %v; want the stored request", got, created, err)
 	}
 	if _, i := counters(t, s, "t1"); i != 1 {
 		t.Errorf("inflight = %d after a duplicate, want 1", i)
 	}
-	subs, err := s.RequestSubscriptions(ctx, r.RequestID)
-	if err != nil || len(subs) != 1 || subs[0].ConnectionID != "c1" || subs[0].TenantID != "t1" {
-		t.Errorf("subscriptions = %+v, %v; want only c1's", subs, err)
+	if got.Submitter() != "c1" {
+		t.Errorf("submitter = %q, want c1 (the first submission's connection)", got.Submitter())
+	}
+	if subs, err := s.RequestSubscriptions(ctx, r.RequestID); err != nil || len(subs) != 0 {
+		t.Errorf("subscription items = %+v, %v; want none (the submitter follows implicitly)", subs, err)
 	}
 	if _, err := s.GetRequest(ctx, "t2", "r1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("GetRequest from another tenant = %v, want ErrNotFound", err)
 	}
 	other := pending("t2", "r1")
-	if _, created, err := s.CreateRequest(ctx, other, Subscription{ConnectionID: "c9"}, 10); err != nil || !created {
+	if _, created, err := s.CreateRequest(ctx, other, 10); err != nil || !created {
 		t.Errorf("same id in another tenant: created %v, %v; want created", created, err)
 	}
 	bad := pending("t1", "r2")
 	bad.RequestID = "r2"
-	if _, _, err := s.CreateRequest(ctx, bad, Subscription{}, 10); err == nil {
+	if _, _, err := s.CreateRequest(ctx, bad, 10); err == nil {
 		t.Error("CreateRequest with an unscoped key succeeded")
 	}
 }
@@ -177,11 +181,11 @@ func TestInflightLimit(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
 	for i := range 2 {
-		if _, _, err := s.CreateRequest(ctx, pending("t1", fmt.Sprint("r", i)), Subscription{ConnectionID: "c1"}, 2); err != nil {
+		if _, _, err := s.CreateRequest(ctx, pending("t1", fmt.Sprint("r", i)), 2); err != nil {
 			t.Fatalf("CreateRequest %d: %v", i, err)
 		}
 	}
-	if _, _, err := s.CreateRequest(ctx, pending("t1", "r2"), Subscription{ConnectionID: "c1"}, 2); !errors.Is(err, ErrTenantInflightLimit) {
+	if _, _, err := s.CreateRequest(ctx, pending("t1", "r2"), 2); !errors.Is(err, ErrTenantInflightLimit) {
 		t.Fatalf("third CreateRequest = %v, want ErrTenantInflightLimit", err)
 	}
 	if _, err := s.GetRequest(ctx, "t1", "r2"); !errors.Is(err, ErrNotFound) {
@@ -190,7 +194,7 @@ func TestInflightLimit(t *testing.T) {
 	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{s.ReleaseInflightTx("t1")}}); err != nil {
 		t.Fatalf("ReleaseInflightTx: %v", err)
 	}
-	if _, _, err := s.CreateRequest(ctx, pending("t1", "r2"), Subscription{ConnectionID: "c1"}, 2); err != nil {
+	if _, _, err := s.CreateRequest(ctx, pending("t1", "r2"), 2); err != nil {
 		t.Errorf("CreateRequest after a release = %v, want nil", err)
 	}
 }
@@ -199,7 +203,7 @@ func TestCancelRequest(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := context.Background()
-	if _, _, err := s.CreateRequest(ctx, pending("t1", "r1"), Subscription{ConnectionID: "c1"}, 0); err != nil {
+	if _, _, err := s.CreateRequest(ctx, pending("t1", "r1"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CancelRequest(ctx, "t2", "r1"); !errors.Is(err, ErrNotFound) {
@@ -289,7 +293,7 @@ func TestRateLimitReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := pending("t1", "r1")
-	if _, _, err := s.CreateRequest(ctx, r, Subscription{ConnectionID: "c1"}, 0, res.Tx); !errors.Is(err, ErrStale) {
+	if _, _, err := s.CreateRequest(ctx, r, 0, res.Tx); !errors.Is(err, ErrStale) {
 		t.Fatalf("CreateRequest with a stale reservation = %v, want ErrStale", err)
 	}
 	if _, err := s.GetRequest(ctx, "t1", "r1"); !errors.Is(err, ErrNotFound) {
@@ -319,7 +323,7 @@ func TestRateLimitReservationCommits(t *testing.T) {
 	if !ok {
 		t.Fatal("no reservation")
 	}
-	if _, created, err := s.CreateRequest(ctx, pending("t1", "r1"), Subscription{ConnectionID: "c1"}, 0, res.Tx); err != nil || !created {
+	if _, created, err := s.CreateRequest(ctx, pending("t1", "r1"), 0, res.Tx); err != nil || !created {
 		t.Fatalf("CreateRequest with a reservation = %v, %v", created, err)
 	}
 	res.Commit()
@@ -338,9 +342,9 @@ func TestCreateRequestConcurrentDuplicates(t *testing.T) {
 	const n = 8
 	results := make(chan bool, n)
 	errs := make(chan error, n)
-	for i := range n {
+	for range n {
 		go func() {
-			_, created, err := s.CreateRequest(context.Background(), pending("t1", "same"), Subscription{ConnectionID: fmt.Sprint("c", i)}, 100)
+			_, created, err := s.CreateRequest(context.Background(), pending("t1", "same"), 100)
 			results <- created
 			errs <- err
 		}()
@@ -359,5 +363,39 @@ func TestCreateRequestConcurrentDuplicates(t *testing.T) {
 	}
 	if _, i := counters(t, s, "t1"); i != 1 {
 		t.Errorf("inflight = %d, want 1", i)
+	}
+}
+
+// TestUnsubscribeSubmitter ends the submitter's implicit subscription and
+// leaves the request alone for any other connection.
+func TestUnsubscribeSubmitter(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	r := pending("t1", "r1")
+	if _, _, err := s.CreateRequest(ctx, r, 0); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		conn          string
+		wantSubmitter bool
+		wantAfter     string
+	}{
+		{"c2", false, "c1"},
+		{"c1", true, ""},
+		{"c1", true, ""}, // twice is fine
+	}
+	for _, tt := range tests {
+		was, err := s.UnsubscribeSubmitter(ctx, r.RequestID, tt.conn)
+		if err != nil || was != tt.wantSubmitter {
+			t.Errorf("UnsubscribeSubmitter(%s) = %v, %v; want %v", tt.conn, was, err, tt.wantSubmitter)
+		}
+		got, err := s.GetRequest(ctx, "t1", "r1")
+		if err != nil || got.Submitter() != tt.wantAfter {
+			t.Errorf("after UnsubscribeSubmitter(%s): submitter %q, %v; want %q", tt.conn, got.Submitter(), err, tt.wantAfter)
+		}
+	}
+	if was, err := s.UnsubscribeSubmitter(ctx, RequestKey("t1", "missing"), "c1"); err != nil || was {
+		t.Errorf("UnsubscribeSubmitter on a missing request = %v, %v; want false, nil", was, err)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -24,26 +25,48 @@ func subKey(id string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{schema.AttrSubscriptionID: &types.AttributeValueMemberS{Value: id}}
 }
 
-func (s *Store) subscriptionPut(sub Subscription) (*types.Put, error) {
+// PutSubscription subscribes a connection to a request (sub.RequestID is the
+// request's table key). Subscribing again replaces the event types; a
+// subscription of the request's submitter takes the place of its implicit one.
+func (s *Store) PutSubscription(ctx context.Context, sub Subscription) error {
 	sub.SubscriptionID = SubscriptionKey(sub.ConnectionID, sub.RequestID)
 	item, err := attributevalue.MarshalMap(sub)
 	if err != nil {
-		return nil, err
-	}
-	return &types.Put{TableName: aws.String(s.tables.Subscriptions), Item: item}, nil
-}
-
-// PutSubscription subscribes a connection to a request (sub.RequestID is the
-// request's table key). Subscribing again replaces the event types.
-func (s *Store) PutSubscription(ctx context.Context, sub Subscription) error {
-	put, err := s.subscriptionPut(sub)
-	if err != nil {
 		return wrap("put subscription", err)
 	}
-	if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: put.TableName, Item: put.Item}); err != nil {
+	if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.tables.Subscriptions), Item: item}); err != nil {
 		return wrap("put subscription", err)
 	}
 	return nil
+}
+
+// UnsubscribeSubmitter ends the implicit subscription of the request's
+// submitter when connectionID is that submitter; other connections are left
+// to DeleteSubscription. It reports whether connectionID was the submitter.
+func (s *Store) UnsubscribeSubmitter(ctx context.Context, requestKey, connectionID string) (bool, error) {
+	expr, err := expression.NewBuilder().
+		WithUpdate(expression.Set(expression.Name("SubmitterUnsubscribed"), expression.Value(true))).
+		WithCondition(expression.Name(schema.AttrConnectionID).Equal(expression.Value(connectionID))).
+		Build()
+	if err != nil {
+		return false, wrap("unsubscribe submitter", err)
+	}
+	_, err = s.db.UpdateItem(ctx, updateInput(&types.Update{
+		TableName:                 aws.String(s.tables.Requests),
+		Key:                       reqKey(requestKey),
+		UpdateExpression:          expr.Update(),
+		ConditionExpression:       expr.Condition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	}))
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case errors.As(err, &ccf):
+		return false, nil
+	case err != nil:
+		return false, wrap("unsubscribe submitter", err)
+	}
+	return true, nil
 }
 
 // DeleteSubscription removes connectionID's subscription to the request with

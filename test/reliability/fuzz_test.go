@@ -1,0 +1,95 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzTargets are the fuzz targets the suite runs: the message parser, the
+// token parser and the stream-record decoder.
+var fuzzTargets = []struct{ pkg, name string }{
+	{"./functions/protocol", "FuzzParse"},
+	{"./functions/auth", "FuzzVerify"},
+	{"./functions/processing", "FuzzRequestFromImage"},
+}
+
+var (
+	// fuzzExecs matches go test -fuzz's progress lines' exec count.
+	fuzzExecs = regexp.MustCompile(`execs: (\d+)`)
+	// fuzzCrasher matches the line naming the input that failed.
+	fuzzCrasher = regexp.MustCompile(`Failing input written to (\S+)`)
+)
+
+// TestFuzzTargets runs each fuzz target for a bounded time (10 s at CI size,
+// 2 min at full size), one after another, as `go test -fuzz` subprocesses.
+// A crasher fails the test and is shown: go test has written it to the
+// package's testdata/fuzz, where it stays as a seed once the bug is fixed.
+func TestFuzzTargets(t *testing.T) {
+	fuzztime := sized(10*time.Second, 2*time.Minute)
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := outcome{Group: groupInput, Scenario: "fuzzing", Size: fmt.Sprintf("%d targets × %s", len(fuzzTargets), fuzztime)}
+	var notes []string
+	for _, ft := range fuzzTargets {
+		execs, crasher, err := fuzz(root, ft.pkg, ft.name, fuzztime)
+		switch {
+		case crasher != "":
+			o.Errors++
+			t.Errorf("%s found a crasher, written to %s:\n%s", ft.name, crasher, crasherText(root, ft.pkg, crasher))
+			notes = append(notes, ft.name+": crasher")
+		case err != nil:
+			o.Errors++
+			t.Errorf("%s: %v", ft.name, err)
+			notes = append(notes, ft.name+": failed")
+		default:
+			notes = append(notes, fmt.Sprintf("%s %s execs", ft.name, execs))
+		}
+	}
+	o.Notes = strings.Join(notes, ", ")
+	if o.Errors == 0 {
+		o.Notes += "; no crasher"
+	}
+	record(t, o)
+}
+
+// fuzz runs target of pkg (relative to the module root) for fuzztime and
+// returns the execs reported last and the failing input's path, if any.
+func fuzz(root, pkg, target string, fuzztime time.Duration) (execs, crasher string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), fuzztime+5*time.Minute) // compiling takes a while
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-fuzz", "^"+target+"$", "-fuzztime", fuzztime.String(), pkg)
+	cmd.Dir = root
+	out, runErr := cmd.CombinedOutput()
+	execs = "0"
+	if m := fuzzExecs.FindAllSubmatch(out, -1); len(m) > 0 {
+		execs = string(m[len(m)-1][1])
+	}
+	if m := fuzzCrasher.FindSubmatch(out); m != nil {
+		crasher = string(m[1])
+	}
+	if runErr != nil {
+		return execs, crasher, fmt.Errorf("go test -fuzz %s %s: %w\n%s", target, pkg, runErr, out)
+	}
+	return execs, crasher, nil
+}
+
+// crasherText returns the failing input go test wrote, for the test log.
+func crasherText(root, pkg, path string) string {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(root, pkg, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	return string(data)
+}

@@ -21,11 +21,13 @@ import (
 	"github.com/streamer-dev/streamer/functions/processing"
 	"github.com/streamer-dev/streamer/functions/progress"
 	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/functions/tracing"
 )
 
 // NewProcessor builds the processor handler from the environment: table
 // names, the retry and dead-letter queues, the @connections endpoint and the
-// concurrency and progress limits. Metrics go to stdout in EMF.
+// concurrency and progress limits. Metrics go to stdout in EMF; handler runs
+// are traced in X-Ray when Lambda gives a daemon address.
 func NewProcessor(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg *actions.Registry, logger *slog.Logger) (*processing.Handler, error) {
 	tables, err := config.LoadTables(getenv)
 	if err != nil {
@@ -35,6 +37,7 @@ func NewProcessor(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, 
 	if err != nil {
 		return nil, err
 	}
+	cfg.Tracer = tracing.New(getenv(tracing.EnvDaemonAddress), logger)
 	st := store.New(DynamoDBClient(awsCfg, getenv), tables)
 	notifier := notify.New(connections.New(getenv(config.EnvConnectionsEndpoint), awsCfg), st, logger)
 	return processing.New(reg, st, notifier, SQSClient(awsCfg, getenv), metrics.New(os.Stdout, "processor"), cfg, logger), nil

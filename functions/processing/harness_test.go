@@ -123,7 +123,7 @@ func (e *env) handler(cfg Config) *Handler {
 }
 
 // submit stores a request as the router does: PENDING, counted against the
-// tenant, with the submitting connection subscribed. It returns the request.
+// tenant, followed by the submitting connection. It returns the request.
 func (e *env) submit(id, action string, opts ...func(*store.Request)) store.Request {
 	e.t.Helper()
 	now := time.Now()

@@ -27,6 +27,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/progress"
 	"github.com/streamer-dev/streamer/functions/store"
 	"github.com/streamer-dev/streamer/functions/streamfilter"
+	"github.com/streamer-dev/streamer/functions/tracing"
 )
 
 // Store is the request storage the processor uses (*store.Store).
@@ -75,6 +76,9 @@ type Config struct {
 	CancelPoll time.Duration
 	// Progress tunes the progress reporter.
 	Progress progress.Config
+	// Tracer records an X-Ray subsegment around every handler run; nil
+	// records nothing.
+	Tracer *tracing.Tracer
 }
 
 func (c Config) withDefaults() Config {

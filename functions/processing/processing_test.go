@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/actions"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/functions/tracing"
 )
 
 // echo reports 50% and returns its payload; runs counts its calls.
@@ -476,5 +479,45 @@ func TestLargeResults(t *testing.T) {
 				t.Errorf("complete frame %v", done[0])
 			}
 		})
+	}
+}
+
+// TestHandlerRunTraced: under a sampled Lambda trace, each handler run is an
+// X-Ray subsegment, annotated with the request, tenant, action and attempt.
+func TestHandlerRunTraced(t *testing.T) {
+	t.Parallel()
+	daemon, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = daemon.Close() })
+	e := newEnv(t)
+	var runs atomic.Int32
+	e.reg.MustRegister("echo", echo(&runs), actions.Options{})
+	e.submit("r1", "echo")
+	h := e.handler(Config{Tracer: tracing.New(daemon.LocalAddr().String(), slog.New(slog.DiscardHandler))})
+	ctx := tracing.ContextWithHeader(context.Background(), "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+	if _, err := h.HandleStream(ctx, events.DynamoDBEvent{Records: e.records()}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	_ = daemon.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := daemon.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no subsegment: %v", err)
+	}
+	_, body, _ := strings.Cut(string(buf[:n]), "\n")
+	var doc struct {
+		Name        string         `json:"name"`
+		TraceID     string         `json:"trace_id"`
+		Annotations map[string]any `json:"annotations"`
+		Fault       bool           `json:"fault"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"request_id": "r1", "tenant": "t1", "action": "echo", "attempt": 1.0}
+	if doc.Name != "handler echo" || doc.TraceID != "1-5759e988-bd862e3fe1be46a994272793" || doc.Fault || !reflect.DeepEqual(doc.Annotations, want) {
+		t.Errorf("subsegment %+v, want handler echo with annotations %v", doc, want)
 	}
 }

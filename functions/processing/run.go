@@ -129,9 +129,15 @@ func (o *outcome) execute(ctx context.Context, action actions.Action, runEnd tim
 	if r.Checkpoint != "" {
 		req.Checkpoint = json.RawMessage(r.Checkpoint)
 	}
+	span := h.cfg.Tracer.Start(ctx, "handler "+r.Action)
+	span.Annotate("request_id", r.ID)
+	span.Annotate("tenant", r.TenantID)
+	span.Annotate("action", r.Action)
+	span.Annotate("attempt", r.Attempt)
 	start := time.Now()
 	result, err := call(hctx, action.Handler, req, o.rep)
 	elapsed := time.Since(start)
+	span.End(err)
 	timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
 	stopWatch()
 	dims := map[string]string{"Action": r.Action}

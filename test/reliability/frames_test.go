@@ -104,6 +104,9 @@ func TestAdversarialFrames(t *testing.T) {
 	parent := t
 	for i, fc := range cases {
 		ok := t.Run(fc.File, func(t *testing.T) {
+			if fc.Note != "" {
+				t.Log(fc.Note)
+			}
 			data, err := os.ReadFile(filepath.Join(framesDir, fc.File))
 			if err != nil {
 				t.Fatal(err)

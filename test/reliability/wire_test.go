@@ -28,7 +28,6 @@ type wire struct {
 type wireFrame struct {
 	Type      string              `json:"type"`
 	RequestID string              `json:"request_id"`
-	Status    string              `json:"status"`
 	Error     *protocol.ErrorBody `json:"error"`
 	// Fields holds every top-level field, to check a frame carries no data.
 	Fields map[string]json.RawMessage `json:"-"`

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -113,7 +114,7 @@ func (p *crashable) logs() string {
 // kill ends the process with SIGKILL, as a crash would, and reaps it.
 func (p *crashable) kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !strings.Contains(err.Error(), "finished") {
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("kill streamer-dev: %v", err)
 	}
 	<-p.done

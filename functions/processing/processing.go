@@ -38,6 +38,7 @@ type Store interface {
 	Fail(ctx context.Context, r store.Request, owner string, info store.ErrorInfo) error
 	ScheduleRetry(ctx context.Context, key, owner string, due time.Time, info store.ErrorInfo) error
 	RequestByKey(ctx context.Context, key string) (store.Request, error)
+	DueRequests(ctx context.Context, priority int, now, settled time.Time, limit int) ([]store.Request, error)
 	Owned(ctx context.Context, key, owner string) (bool, error)
 }
 
@@ -170,31 +171,31 @@ func (h *Handler) streamRecord(ctx context.Context, rec events.DynamoDBEventReco
 		return err
 	}
 	if r.ProcessAfter > h.now().UnixMilli() {
-		return h.enqueue(ctx, r.RequestID, r.ProcessAfter, reasonScheduled)
+		return h.enqueue(ctx, wakeupFor(r, r.ProcessAfter, reasonScheduled))
 	}
 	return h.run(ctx, r, 0)
 }
 
-// HandleQueue processes a batch of retry-queue wake-ups. Due requests run in
-// the priority-queue order (Priority descending, then ProcessAfter); a
-// wake-up that is not due yet re-enqueues itself. Messages that fail
-// transiently are returned as batch item failures, by message id.
+// HandleQueue processes a batch of retry-queue wake-ups. The wake-ups that
+// are due trigger a sweep of the priority-queue index: up to as many due
+// retries and scheduled requests as the batch brought run first, in index
+// order (Priority descending, then ProcessAfter), whether or not their own
+// wake-up has arrived yet; then the batch's own requests the sweep did not
+// take (lease watchdogs among them), in the same order. A wake-up that is not
+// due yet re-enqueues itself. Messages that fail transiently are returned as
+// batch item failures, by message id.
 func (h *Handler) HandleQueue(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-	type job struct {
-		msgID string
-		w     wakeup
-		r     store.Request
-	}
 	var (
 		mu   sync.Mutex
 		resp events.SQSEventResponse
-		jobs []job
 	)
 	fail := func(id string) {
 		mu.Lock()
 		defer mu.Unlock()
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
 	}
+	due := map[string]queued{} // by request key
+	minPriority := store.MaxPriority
 	for _, m := range ev.Records {
 		var w wakeup
 		if err := json.Unmarshal([]byte(m.Body), &w); err != nil || w.RequestKey == "" {
@@ -203,41 +204,103 @@ func (h *Handler) HandleQueue(ctx context.Context, ev events.SQSEvent) (events.S
 		}
 		if w.DueMs > h.now().UnixMilli() {
 			// Early: a chained long delay. Send the next link.
-			if err := h.enqueue(ctx, w.RequestKey, w.DueMs, w.Reason); err != nil {
+			if err := h.enqueue(ctx, w); err != nil {
 				h.logger.ErrorContext(ctx, "re-enqueue wake-up", "request_key", w.RequestKey, "error", err)
 				fail(m.MessageId)
 			}
 			continue
 		}
-		r, err := h.store.RequestByKey(ctx, w.RequestKey)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			continue
-		case err != nil:
-			h.logger.ErrorContext(ctx, "load request", "request_key", w.RequestKey, "error", err)
-			fail(m.MessageId)
-			continue
+		if _, dup := due[w.RequestKey]; dup {
+			continue // one run per request per batch; the duplicate message is done with
 		}
-		jobs = append(jobs, job{msgID: m.MessageId, w: w, r: r})
+		due[w.RequestKey] = queued{msgID: m.MessageId, w: w}
+		minPriority = min(minPriority, max(w.Priority, 0))
 	}
-	slices.SortStableFunc(jobs, func(a, b job) int {
-		return cmp.Or(cmp.Compare(b.r.Priority, a.r.Priority), cmp.Compare(a.r.ProcessAfter, b.r.ProcessAfter))
-	})
+	if len(due) == 0 {
+		return resp, nil
+	}
+	jobs := h.sweep(ctx, len(due), minPriority, due)
+	jobs = append(jobs, h.leftovers(ctx, due, fail)...)
+
 	var g errgroup.Group
 	g.SetLimit(h.cfg.Concurrency)
 	for _, j := range jobs {
 		g.Go(func() error {
 			if h.tooLate(ctx) {
-				fail(j.msgID)
+				if j.msgID != "" {
+					fail(j.msgID)
+				}
 				return nil
 			}
 			if err := h.run(ctx, j.r, j.w.DueMs); err != nil {
-				h.logger.ErrorContext(ctx, "wake-up", "request_key", j.w.RequestKey, "reason", j.w.Reason, "error", err)
-				fail(j.msgID)
+				h.logger.ErrorContext(ctx, "wake-up", "request_key", j.r.RequestID, "reason", j.w.Reason, "error", err)
+				if j.msgID != "" {
+					fail(j.msgID)
+				}
 			}
 			return nil
 		})
 	}
 	_ = g.Wait() // failures are collected in resp
 	return resp, nil
+}
+
+// streamGrace is how long a new PENDING request is left to its stream record
+// before a sweep of the priority queue may take it.
+const streamGrace = 5 * time.Second
+
+// queued is a request to run from the retry queue: the wake-up message that
+// brought it (none when the sweep found it first) and the request as read.
+type queued struct {
+	msgID string
+	w     wakeup
+	r     store.Request
+}
+
+// sweep takes up to n due retries and scheduled requests from the
+// priority-queue index, highest priority first, down to minPriority. A taken
+// request whose wake-up is in the batch carries that message and leaves due.
+// A failed index read only loses the ordering: the wake-ups still run.
+func (h *Handler) sweep(ctx context.Context, n, minPriority int, due map[string]queued) []queued {
+	var jobs []queued
+	now := h.now()
+	for p := store.MaxPriority; p >= minPriority && len(jobs) < n; p-- {
+		rs, err := h.store.DueRequests(ctx, p, now, now.Add(-streamGrace), n-len(jobs))
+		if err != nil {
+			h.logger.WarnContext(ctx, "sweep the priority queue", "priority", p, "error", err)
+			return jobs
+		}
+		for _, r := range rs {
+			j := queued{w: wakeup{RequestKey: r.RequestID, DueMs: r.ProcessAfter, Reason: reasonRetry}, r: r}
+			if q, ok := due[r.RequestID]; ok {
+				j.msgID, j.w = q.msgID, q.w
+				delete(due, r.RequestID)
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs
+}
+
+// leftovers reads the requests of the wake-ups the sweep did not take and
+// returns them in priority-queue order.
+func (h *Handler) leftovers(ctx context.Context, due map[string]queued, fail func(msgID string)) []queued {
+	var jobs []queued
+	for key, q := range due {
+		r, err := h.store.RequestByKey(ctx, key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			h.logger.ErrorContext(ctx, "load request", "request_key", key, "error", err)
+			fail(q.msgID)
+			continue
+		}
+		q.r = r
+		jobs = append(jobs, q)
+	}
+	slices.SortFunc(jobs, func(a, b queued) int {
+		return cmp.Or(cmp.Compare(b.r.Priority, a.r.Priority), cmp.Compare(a.r.ProcessAfter, b.r.ProcessAfter), cmp.Compare(a.r.RequestID, b.r.RequestID))
+	})
+	return jobs
 }

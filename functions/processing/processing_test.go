@@ -444,6 +444,43 @@ func TestQueueRunsByPriority(t *testing.T) {
 	}
 }
 
+// TestQueueSweepsPriorityIndex: a wake-up triggers a sweep of the
+// priority-queue index, so a due high-priority scheduled request runs before
+// the low-priority one whose wake-up arrived, even though its own wake-up has
+// not; the sweep takes no more than the batch brought.
+func TestQueueSweepsPriorityIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	var order []string
+	e.reg.MustRegister("rec", func(ctx context.Context, req actions.Request, rep actions.Reporter) (any, error) {
+		mu.Lock()
+		order = append(order, req.ID)
+		mu.Unlock()
+		return nil, nil
+	}, actions.Options{})
+	now := time.Now().UnixMilli()
+	reqs := map[string]store.Request{}
+	for _, p := range []struct {
+		id       string
+		priority int
+		after    int64
+	}{{"low", 0, now - 3000}, {"urgent", 9, now - 1000}, {"mid", 5, now - 2000}} {
+		reqs[p.id] = e.submit(p.id, "rec", func(r *store.Request) { r.Priority, r.CreatedAt, r.ProcessAfter = p.priority, now-60_000, p.after })
+	}
+	body, _ := json.Marshal(wakeupFor(reqs["low"], now-3000, reasonScheduled))
+	msgs := []events.SQSMessage{{MessageId: "low", Body: string(body)}}
+	if _, err := e.handler(Config{Concurrency: 1}).HandleQueue(context.Background(), events.SQSEvent{Records: msgs}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"urgent", "low"}; !reflect.DeepEqual(order, want) {
+		t.Errorf("run order %v, want %v", order, want)
+	}
+	if got := e.get(reqs["mid"]); got.Status != store.StatusPending {
+		t.Errorf("mid is %s, want PENDING until its own wake-up (the batch brought one)", got.Status)
+	}
+}
+
 func TestLargeResults(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

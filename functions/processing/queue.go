@@ -23,11 +23,18 @@ const (
 )
 
 // wakeup is the retry queue's message: look at the request with table key
-// RequestKey at DueMs (epoch ms) and run it if it is due.
+// RequestKey at DueMs (epoch ms) and run it if it is due. Priority is the
+// request's, so a batch knows which priority-queue partitions to sweep.
 type wakeup struct {
 	RequestKey string `json:"request_key"`
 	DueMs      int64  `json:"due_ms"`
 	Reason     string `json:"reason"`
+	Priority   int    `json:"priority,omitempty"`
+}
+
+// wakeupFor is the wake-up of r at due for reason.
+func wakeupFor(r store.Request, due int64, reason string) wakeup {
+	return wakeup{RequestKey: r.RequestID, DueMs: due, Reason: reason, Priority: r.Priority}
 }
 
 // deadLetter is the dead-letter queue's message for a request that failed for good.
@@ -59,19 +66,19 @@ func delaySeconds(now time.Time, due int64) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
-// enqueue sends a wake-up for key at due.
-func (h *Handler) enqueue(ctx context.Context, key string, due int64, reason string) error {
-	body, err := json.Marshal(wakeup{RequestKey: key, DueMs: due, Reason: reason})
+// enqueue sends a wake-up, delayed until it is due.
+func (h *Handler) enqueue(ctx context.Context, w wakeup) error {
+	body, err := json.Marshal(w)
 	if err != nil {
-		return fmt.Errorf("enqueue %s wake-up: %w", reason, err)
+		return fmt.Errorf("enqueue %s wake-up: %w", w.Reason, err)
 	}
 	_, err = h.queue.SendMessage(ctx, &sqs.SendMessageInput{
 		QueueUrl:     aws.String(h.cfg.RetryQueueURL),
 		MessageBody:  aws.String(string(body)),
-		DelaySeconds: delaySeconds(h.now(), due),
+		DelaySeconds: delaySeconds(h.now(), w.DueMs),
 	})
 	if err != nil {
-		return fmt.Errorf("enqueue %s wake-up: %w", reason, err)
+		return fmt.Errorf("enqueue %s wake-up: %w", w.Reason, err)
 	}
 	return nil
 }
@@ -86,11 +93,11 @@ func (h *Handler) enqueue(ctx context.Context, key string, due int64, reason str
 func (h *Handler) Rearm(ctx context.Context, r store.Request) error {
 	switch r.Status {
 	case store.StatusProcessing:
-		return h.enqueue(ctx, r.RequestID, r.LeaseExpiresAt+time.Second.Milliseconds(), reasonLease)
+		return h.enqueue(ctx, wakeupFor(r, r.LeaseExpiresAt+time.Second.Milliseconds(), reasonLease))
 	case store.StatusPending:
-		return h.enqueue(ctx, r.RequestID, r.ProcessAfter, reasonScheduled)
+		return h.enqueue(ctx, wakeupFor(r, r.ProcessAfter, reasonScheduled))
 	case store.StatusRetrying:
-		return h.enqueue(ctx, r.RequestID, r.ProcessAfter, reasonRetry)
+		return h.enqueue(ctx, wakeupFor(r, r.ProcessAfter, reasonRetry))
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func (h *Handler) run(ctx context.Context, r store.Request, wakeDue int64) error
 	owner := newOwner()
 	// The watchdog goes first: if this run dies after the claim, it reclaims
 	// the request once the lease has expired. A lost claim leaves it harmless.
-	if err := h.enqueue(ctx, r.RequestID, leaseUntil.Add(time.Second).UnixMilli(), reasonLease); err != nil {
+	if err := h.enqueue(ctx, wakeupFor(r, leaseUntil.Add(time.Second).UnixMilli(), reasonLease)); err != nil {
 		return err
 	}
 	got, claimed, err := h.store.Claim(ctx, r.RequestID, owner, leaseUntil)
@@ -308,7 +308,7 @@ func (o *outcome) retryOrFail(ctx context.Context, info store.ErrorInfo, cause e
 	due := o.h.now().Add(delay)
 	// The wake-up goes first, so a crash before the status write never strands
 	// the request (the watchdog or this wake-up reclaims it).
-	if err := o.h.enqueue(ctx, o.r.RequestID, due.UnixMilli(), reasonRetry); err != nil {
+	if err := o.h.enqueue(ctx, wakeupFor(o.r, due.UnixMilli(), reasonRetry)); err != nil {
 		return err
 	}
 	switch err := o.h.store.ScheduleRetry(ctx, o.r.RequestID, o.owner, due, info); {

@@ -109,7 +109,7 @@ const (
 	DefaultConnectionTTL     = 2*time.Hour + 10*time.Minute
 	DefaultRequestTTL        = 7 * 24 * time.Hour
 	// MaxPriority is the highest request priority; 0 is the default and lowest.
-	MaxPriority = 9
+	MaxPriority = store.MaxPriority
 )
 
 func (c Config) withDefaults() Config {

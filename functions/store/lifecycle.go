@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -298,4 +299,60 @@ func (s *Store) Owned(ctx context.Context, key, owner string) (bool, error) {
 		return false, wrap("check lease", err)
 	}
 	return r.Status == StatusProcessing && r.LeaseOwner == owner, nil
+}
+
+// MaxPriority is the highest request priority; 0 is the default and lowest.
+const MaxPriority = 9
+
+// dueQueryPages bounds the index pages one DueRequests call reads: requests
+// that just arrived share the index (PENDING, ProcessAfter = CreatedAt) and
+// are filtered out, so a backlog of them must not turn the query into a scan.
+const dueQueryPages = 4
+
+// DueRequests returns up to limit due requests of one priority from the
+// priority-queue index, earliest ProcessAfter first: RETRYING requests and
+// PENDING ones created before settled (scheduled requests, or any whose
+// stream record is late), with ProcessAfter at most now. Requests that just
+// arrived are left to the stream. It reads a bounded number of index pages, so
+// it may return fewer. The index is eventually consistent; claims are
+// conditional.
+func (s *Store) DueRequests(ctx context.Context, priority int, now, settled time.Time, limit int) ([]Request, error) {
+	status := expression.Name(schema.AttrStatus)
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(schema.AttrPriority).Equal(expression.Value(priority)).
+			And(expression.Key(schema.AttrProcessAfter).LessThanEqual(expression.Value(now.UnixMilli())))).
+		WithFilter(expression.Or(
+			status.Equal(expression.Value(StatusRetrying)),
+			expression.And(status.Equal(expression.Value(StatusPending)),
+				expression.Name(schema.AttrCreatedAt).LessThan(expression.Value(settled.UnixMilli()))))).
+		Build()
+	if err != nil {
+		return nil, wrap("due requests", err)
+	}
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.tables.Requests),
+		IndexName:                 aws.String(schema.IndexPriorityQueue),
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		Limit:                     aws.Int32(int32(max(limit, 25))),
+	})
+	var due []Request
+	for page := 0; page < dueQueryPages && p.HasMorePages() && len(due) < limit; page++ {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, wrap("due requests", err)
+		}
+		var rs []Request
+		if err := attributevalue.UnmarshalListOfMaps(out.Items, &rs); err != nil {
+			return nil, wrap("due requests", err)
+		}
+		for _, r := range rs {
+			if !s.expired(r.TTL) && len(due) < limit {
+				due = append(due, r)
+			}
+		}
+	}
+	return due, nil
 }

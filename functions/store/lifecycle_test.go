@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -276,5 +277,45 @@ func TestCompleteResultTooLarge(t *testing.T) {
 	}
 	if got := reload(t, s, r.RequestID); got.Status != StatusProcessing {
 		t.Errorf("status %s, want PROCESSING (nothing written)", got.Status)
+	}
+}
+
+// TestDueRequests reads due waiting work of one priority from the
+// priority-queue index, earliest first: retries and settled PENDING requests,
+// not fresh ones, not future ones, not other priorities.
+func TestDueRequests(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	ms := now.UnixMilli()
+	put := func(id string, priority int, status Status, created, after int64) {
+		r := pending("t1", id)
+		r.Priority, r.Status, r.CreatedAt, r.ProcessAfter = priority, status, created, after
+		if _, _, err := s.CreateRequest(ctx, r, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("retry", 3, StatusRetrying, ms-60_000, ms-500)
+	put("scheduled", 3, StatusPending, ms-60_000, ms-2000)
+	put("fresh", 3, StatusPending, ms-100, ms-100)
+	put("future", 3, StatusRetrying, ms-60_000, ms+60_000)
+	put("other-priority", 4, StatusRetrying, ms-60_000, ms-3000)
+	tests := []struct {
+		limit int
+		want  []string
+	}{
+		{10, []string{"scheduled", "retry"}},
+		{1, []string{"scheduled"}},
+	}
+	for _, tt := range tests {
+		got, err := s.DueRequests(ctx, 3, now, now.Add(-5*time.Second), tt.limit)
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.ID)
+		}
+		if err != nil || !slices.Equal(ids, tt.want) {
+			t.Errorf("DueRequests(limit %d) = %v, %v; want %v", tt.limit, ids, err, tt.want)
+		}
 	}
 }

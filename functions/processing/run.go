@@ -269,7 +269,7 @@ func (o *outcome) complete(ctx context.Context, result any) error {
 		return o.fail(ctx, store.ErrorInfo{Code: protocol.CodeInternal, Message: "the action's result is not JSON"}, err.Error())
 	}
 	o.closeReporter(false) // pending progress goes out before the complete frame
-	switch err := o.h.store.Complete(ctx, o.r, o.owner, string(b)); {
+	switch err := o.h.persist(ctx, func() error { return o.h.store.Complete(ctx, o.r, o.owner, string(b)) }); {
 	case errors.Is(err, store.ErrResultTooLarge):
 		return o.fail(ctx, store.ErrorInfo{Code: CodeResultTooLarge,
 			Message: fmt.Sprintf("the result of %d bytes exceeds the %d-byte storage limit", len(b), store.MaxResultBytes)}, "result too large")
@@ -311,7 +311,7 @@ func (o *outcome) retryOrFail(ctx context.Context, info store.ErrorInfo, cause e
 	if err := o.h.enqueue(ctx, wakeupFor(o.r, due.UnixMilli(), reasonRetry)); err != nil {
 		return err
 	}
-	switch err := o.h.store.ScheduleRetry(ctx, o.r.RequestID, o.owner, due, info); {
+	switch err := o.h.persist(ctx, func() error { return o.h.store.ScheduleRetry(ctx, o.r.RequestID, o.owner, due, info) }); {
 	case errors.Is(err, store.ErrLeaseLost):
 		return o.lost(ctx)
 	case err != nil:
@@ -325,7 +325,7 @@ func (o *outcome) retryOrFail(ctx context.Context, info store.ErrorInfo, cause e
 // fail moves the request to FAILED, tells the subscribers and dead-letters it.
 func (o *outcome) fail(ctx context.Context, info store.ErrorInfo, cause string) error {
 	o.closeReporter(false)
-	switch err := o.h.store.Fail(ctx, o.r, o.owner, info); {
+	switch err := o.h.persist(ctx, func() error { return o.h.store.Fail(ctx, o.r, o.owner, info) }); {
 	case errors.Is(err, store.ErrLeaseLost):
 		return o.lost(ctx)
 	case err != nil:

@@ -43,6 +43,11 @@ func FuzzRequestFromImage(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if _, ok := r.Metadata[""]; ok {
+			// DynamoDB map keys cannot be empty (the store's marshalling and
+			// the router refuse them), so no stream image carries one.
+			return
+		}
 		stored := itemOf(t, r)
 		again, err := requestFromImage(lambdaImage(stored))
 		if err != nil {

@@ -44,8 +44,9 @@ func FuzzRequestFromImage(f *testing.F) {
 			return
 		}
 		if _, ok := r.Metadata[""]; ok {
-			// DynamoDB map keys cannot be empty (the store's marshalling and
-			// the router refuse them), so no stream image carries one.
+			// The store cannot write an empty map key (the SDK's marshalling
+			// refuses it, and so does the router's metadata check), so no
+			// image of a stored request carries one.
 			return
 		}
 		stored := itemOf(t, r)

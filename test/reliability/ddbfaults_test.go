@@ -43,15 +43,9 @@ var awsInternals = []string{"Exception", "InternalServerError", "DynamoDB", "dyn
 func TestDynamoDBFaults(t *testing.T) {
 	t.Parallel()
 	conns, perConn, unstoredN := sized(4, 20), sized(20, 50), sized(5, 20)
-	proxy, err := faultproxy.Start(ddbtest.Endpoint(t), faultproxy.Config{}, 6) // clean while the runtime starts
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
 	var counter runCounter
-	rt := localtest.Start(t, local.Options{DynamoDBEndpoint: proxy.URL, Registry: counter.counted(),
+	rt, proxy, direct := proxiedRuntime(t, local.Options{Registry: counter.counted(),
 		Env: map[string]string{config.EnvRateLimit: "1000", config.EnvTenantMaxInflight: "10000"}})
-	direct := ddblocal.NewClient(ddbtest.Endpoint(t))
 	tenant := localtest.Tenant("ddbfaults")
 	trackers := make([]*tracker, conns)
 	for i := range trackers {
@@ -208,6 +202,20 @@ func TestDynamoDBFaults(t *testing.T) {
 		t.Errorf("the proxy injected too little to prove anything: %s", stats)
 	}
 	t.Logf("%s; %s", o.Notes, time.Now().Format(time.TimeOnly))
+}
+
+// proxiedRuntime starts a runtime whose DynamoDB calls — router, processor
+// and stream poller — go through a fault proxy, injecting nothing until Set.
+// direct reads DynamoDB Local without the proxy.
+func proxiedRuntime(t *testing.T, opts local.Options) (rt *local.Runtime, proxy *faultproxy.Proxy, direct *dynamodb.Client) {
+	t.Helper()
+	proxy, err := faultproxy.Start(ddbtest.Endpoint(t), faultproxy.Config{}, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	opts.DynamoDBEndpoint = proxy.URL
+	return localtest.Start(t, opts), proxy, ddblocal.NewClient(ddbtest.Endpoint(t))
 }
 
 // delayMessage is a short async request with progress: two steps of 0.1 s.

@@ -16,6 +16,7 @@ import (
 	"github.com/streamer-dev/streamer/functions/demo"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/store"
+	"github.com/streamer-dev/streamer/internal/faultproxy"
 	"github.com/streamer-dev/streamer/local"
 	"github.com/streamer-dev/streamer/local/localtest"
 )
@@ -57,20 +58,39 @@ type deadLetterBody struct {
 // with its error after exactly the attempts its policy allows, its client
 // gets one complete frame with success false and that error, and the
 // dead-letter queue gets exactly one message for it (the retry queue's own
-// dead-letter queue none).
+// dead-letter queue none); on a healthy DynamoDB and with the DynamoDB
+// faults scenario's faults.
 func TestRetryExhaustion(t *testing.T) {
 	t.Parallel()
+	for _, c := range []struct {
+		scenario string
+		faults   faultproxy.Config
+	}{
+		{"Retry exhaustion", faultproxy.Config{}},
+		{"Retry exhaustion under DynamoDB faults", ddbFaults},
+	} {
+		t.Run(c.scenario, func(t *testing.T) {
+			t.Parallel()
+			exhaust(t, c.scenario, c.faults)
+		})
+	}
+}
+
+// exhaust runs the retry exhaustion scenario with faults injected into the
+// runtime's DynamoDB calls.
+func exhaust(t *testing.T, scenario string, faults faultproxy.Config) {
 	n := sized(10, 100)
 	kinds := []doomed{
 		{"permanent", "fail", `{"permanent":true}`, 1, "permanent failure requested"},
 		{"exhausted", failFast, `{"times":10}`, failFastPolicy.MaxAttempts, fmt.Sprintf("planned failure %d of 10", failFastPolicy.MaxAttempts)},
 	}
-	rt := localtest.Start(t, local.Options{Registry: exhaustionRegistry(), Env: map[string]string{config.EnvRateLimit: "1000"}})
+	rt, proxy, direct := proxiedRuntime(t, local.Options{Registry: exhaustionRegistry(), Env: map[string]string{config.EnvRateLimit: "1000"}})
 	tenant := localtest.Tenant("exhaustion")
 	tr := track(t, rt, tenant, "u")
+	proxy.Set(faults)
 	ctx, cancel := context.WithTimeout(context.Background(), sized(3*time.Minute, 6*time.Minute))
 	defer cancel()
-	o := outcome{Group: groupFaults, Scenario: "Retry exhaustion", Size: fmt.Sprintf("%d permanent + %d past %d attempts", n, n, failFastPolicy.MaxAttempts)}
+	o := outcome{Group: groupFaults, Scenario: scenario, Size: fmt.Sprintf("%d permanent + %d past %d attempts", n, n, failFastPolicy.MaxAttempts)}
 	var problems []string
 	problem := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -79,7 +99,7 @@ func TestRetryExhaustion(t *testing.T) {
 	for _, k := range kinds {
 		for i := range n {
 			id := fmt.Sprintf("%s-%d", k.name, i)
-			s, err := tr.submit(ctx, protocol.Message{Action: k.action, ID: id, Payload: json.RawMessage(k.payload)}, 1)
+			s, err := tr.submit(ctx, protocol.Message{Action: k.action, ID: id, Payload: json.RawMessage(k.payload)}, 10)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +114,7 @@ func TestRetryExhaustion(t *testing.T) {
 	for _, id := range tr.await(ctx, ids, protocol.TypeComplete) {
 		problem("%s: no complete frame", id)
 	}
-	reqs := settle(t, rt.DynamoDB(), rt.Tables().Requests, []string{tenant}, time.Minute)
+	reqs := settle(t, direct, rt.Tables().Requests, []string{tenant}, time.Minute)
 	tally(&o, keys, reqs)
 	letters := drain(ctx, t, rt.SQS(), rt.Queues().DeadLetter, len(ids))
 	retryLetters := drain(ctx, t, rt.SQS(), rt.Queues().RetryDeadLetter, 0)
@@ -140,6 +160,9 @@ func TestRetryExhaustion(t *testing.T) {
 	o.Errors = len(problems)
 	o.Notes = fmt.Sprintf("retry policy of the exhausted ones: %d attempts, backoff %s up to %s; %d dead letters for %d requests, %d on the retry queue's dead-letter queue",
 		failFastPolicy.MaxAttempts, failFastPolicy.BaseDelay, failFastPolicy.MaxDelay, len(letters), len(ids), len(retryLetters))
+	if faults.Rate > 0 {
+		o.Notes += fmt.Sprintf("; DynamoDB fault rate %.0f%% (%.0f%% after forwarding): %s", faults.Rate*100, faults.AfterForward*100, proxy.Stats())
+	}
 	record(t, o)
 	for _, p := range problems {
 		t.Error(p)

@@ -257,9 +257,9 @@ func TestJWTAttacks(t *testing.T) {
 			for name, tok := range cfg.valid(tenant) {
 				for _, d := range deliveries {
 					controls++
-					if status := dialStatus(rt, d, tok); status != http.StatusSwitchingProtocols {
+					if hs := dialWith(rt, d, tok); hs.status != http.StatusSwitchingProtocols {
 						o.Errors++
-						t.Errorf("positive control %s (%s) was refused with %d", name, d.name, status)
+						t.Errorf("positive control %s (%s) was refused with %d", name, d.name, hs.status)
 					}
 				}
 			}
@@ -269,9 +269,16 @@ func TestJWTAttacks(t *testing.T) {
 			for _, a := range jwtAttacks(t, keys, tenant) {
 				for _, d := range deliveries {
 					attacks++
-					if status := dialStatus(rt, d, a.token); status != http.StatusUnauthorized {
+					hs := dialWith(rt, d, a.token)
+					if hs.status != http.StatusUnauthorized {
 						o.Errors++
-						t.Errorf("%s (%s): handshake answered %d, want 401", a.name, d.name, status)
+						t.Errorf("%s (%s): handshake answered %d, want 401", a.name, d.name, hs.status)
+					}
+					for _, word := range refusalLeaks {
+						if strings.Contains(strings.ToLower(hs.body), word) {
+							o.Errors++
+							t.Errorf("%s (%s): the refusal says %q", a.name, d.name, hs.body)
+						}
 					}
 					if after := connectionsTable(t, ctx, rt); !reflect.DeepEqual(after, before) {
 						o.Errors++
@@ -283,7 +290,7 @@ func TestJWTAttacks(t *testing.T) {
 		})
 	}
 	o.Size = fmt.Sprintf("%d refused handshakes, %d positive controls, 2 runtime configurations", attacks, controls)
-	o.Notes = fmt.Sprintf("every attack 401 in the query string and the Authorization header; connections table unchanged after each; the JWKS was fetched %d times", fetches.Load())
+	o.Notes = fmt.Sprintf("every attack 401 (no reason given) in the query string and the Authorization header; connections table unchanged after each; the JWKS was fetched %d times", fetches.Load())
 	record(t, o)
 }
 
@@ -301,14 +308,18 @@ var deliveries = []delivery{
 	{name: "Authorization header", query: func(string) string { return "" }, header: func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }},
 }
 
-// dialStatus returns the handshake's HTTP status for token delivered by d.
-func dialStatus(rt *local.Runtime, d delivery, token string) int {
-	w, status, _ := tryDial(rt, d.query(token), d.header(token))
+// dialWith returns how the handshake with token delivered by d was answered.
+func dialWith(rt *local.Runtime, d delivery, token string) handshake {
+	w, hs, _ := tryDial(rt, d.query(token), d.header(token))
 	if w != nil {
 		_ = w.ws.CloseNow()
 	}
-	return status
+	return hs
 }
+
+// refusalLeaks are words of the verifier's reasons, which are for logs only:
+// a refused handshake must not say why.
+var refusalLeaks = []string{"token", "signature", "kid", "expired", "claim", "jwt", "key", "tenant", "issuer", "audience"}
 
 // connectionsTable reads every item of rt's connections table (connections
 // and tenant counters), keyed by ConnectionID, as text.

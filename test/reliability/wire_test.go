@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -38,29 +39,43 @@ type wireFrame struct {
 // closed when the test ends.
 func dialWire(t testing.TB, rt *local.Runtime, token string) *wire {
 	t.Helper()
-	w, status, err := tryDial(rt, "?token="+token, nil)
+	w, hs, err := tryDial(rt, "?token="+token, nil)
 	if err != nil {
-		t.Fatalf("dial (HTTP %d): %v", status, err)
+		t.Fatalf("dial (HTTP %d): %v", hs.status, err)
 	}
 	w.t = t
 	t.Cleanup(func() { _ = w.ws.CloseNow() })
 	return w
 }
 
-// tryDial opens a connection to rt with rawQuery and header. It returns the
-// handshake's HTTP status: 101 on success, the refusal's status otherwise.
-func tryDial(rt *local.Runtime, rawQuery string, header http.Header) (*wire, int, error) {
+// handshake is how the server answered a WebSocket handshake.
+type handshake struct {
+	// status is 101 on success, the refusal's status otherwise (0 when no
+	// answer came).
+	status int
+	// body is the start of a refusal's body.
+	body string
+}
+
+// tryDial opens a connection to rt with rawQuery and header, and returns the
+// handshake's answer.
+func tryDial(rt *local.Runtime, rawQuery string, header http.Header) (*wire, handshake, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), wireTimeout)
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, rt.WSURL()+rawQuery, &websocket.DialOptions{HTTPHeader: header})
 	if err != nil {
+		var hs handshake
 		if resp != nil {
-			return nil, resp.StatusCode, err
+			hs.status = resp.StatusCode
+			if resp.Body != nil {
+				body, _ := io.ReadAll(resp.Body) // at most 1 KB, kept by the WebSocket library
+				hs.body = string(body)
+			}
 		}
-		return nil, 0, err
+		return nil, hs, err
 	}
 	ws.SetReadLimit(1 << 20)
-	return &wire{ws: ws}, http.StatusSwitchingProtocols, nil
+	return &wire{ws: ws}, handshake{status: http.StatusSwitchingProtocols}, nil
 }
 
 // send writes data as one message of type typ.

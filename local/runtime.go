@@ -53,6 +53,10 @@ const (
 	// RetryMaxReceiveCount sends a retry message to its dead-letter queue
 	// after this many receives.
 	RetryMaxReceiveCount = 5
+	// RetryQueuePollers is how many retry-queue batches run at once: Lambda's
+	// SQS event source mapping starts with five concurrent pollers (and scales
+	// up from there; the construct sets no maximum concurrency).
+	RetryQueuePollers = 5
 )
 
 // Options configure a Runtime. Zero values give `make dev`'s defaults.
@@ -204,7 +208,11 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 	sp.Timeout = opts.ProcessorTimeout
 	qp := sqslocal.NewPoller(rt.sqs, rt.queues.Retry, proc.HandleQueue, log)
 	qp.BatchSize, qp.Timeout = RetryQueueBatchSize, opts.ProcessorTimeout
-	for name, run := range map[string]func(context.Context) error{"stream poller": sp.Run, "retry queue poller": qp.Run} {
+	pollers := map[string]func(context.Context) error{"stream poller": sp.Run}
+	for i := range RetryQueuePollers {
+		pollers[fmt.Sprintf("retry queue poller %d", i+1)] = qp.Run
+	}
+	for name, run := range pollers {
 		rt.wg.Add(1)
 		go func() {
 			defer rt.wg.Done()

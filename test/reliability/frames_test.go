@@ -39,6 +39,12 @@ type frameCase struct {
 	Note string `json:"note"`
 }
 
+// unlimited is a runtime environment whose rate limiter is on — so async
+// messages take the deployed path, the rate-limit write joined to the
+// request's transaction — but never limits: a RATE_LIMITED answer would hide
+// the answer under test.
+var unlimited = map[string]string{config.EnvRateLimit: "100000"}
+
 // leakMarkers are texts that only internals would put in an error message.
 var leakMarkers = []string{"dynamodb", "goroutine", "panic", ".go:", "exception", "json:", "invalid character",
 	"runtime error", "arn:", "127.0.0.1", "http://", "sqs", "stack"}
@@ -87,8 +93,7 @@ func TestAdversarialFrames(t *testing.T) {
 	if len(cases) < 50 {
 		t.Fatalf("the corpus has %d frames, fewer than 50", len(cases))
 	}
-	// Rate limiting is off: a RATE_LIMITED answer would hide the frame's own.
-	rt := localtest.Start(t, local.Options{Env: map[string]string{config.EnvRateLimit: "0"}})
+	rt := localtest.Start(t, local.Options{Env: unlimited})
 	tenant := localtest.Tenant("frames")
 	token, err := local.Token(local.DevJWTSecret, tenant, "mallory", []string{"echo", "delay"}, time.Hour)
 	if err != nil {

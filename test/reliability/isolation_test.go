@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 
-	"github.com/streamer-dev/streamer/functions/config"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/schema"
 	"github.com/streamer-dev/streamer/functions/store"
@@ -28,7 +27,7 @@ import (
 // B's, and A still gets its frames while B gets none of them. B submitting an
 // async request with A's id creates B's own request.
 func TestTenantIsolation(t *testing.T) {
-	rt := localtest.Start(t, local.Options{Env: map[string]string{config.EnvRateLimit: "0"}})
+	rt := localtest.Start(t, local.Options{Env: unlimited})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	a, b := localtest.Tenant("iso-a"), localtest.Tenant("iso-b")

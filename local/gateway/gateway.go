@@ -7,9 +7,9 @@
 // Limits follow API Gateway: a message over 128 KB closes the connection with
 // 1009, a connection idle (no message from the client) for 10 minutes is
 // closed with 1001, and every connection is closed with 1001 after 2 hours.
-// Binary frames reach the router base64-encoded with IsBase64Encoded set, as
-// API Gateway passes them to a Lambda proxy integration; the router answers
-// them with an error frame.
+// A binary frame closes the connection with 1003 without reaching the router,
+// as API Gateway WebSocket APIs do not support binary frames in incoming
+// messages.
 package gateway
 
 import (
@@ -284,14 +284,17 @@ func (g *Gateway) run(r *http.Request, id string, c *conn) {
 			}
 			break
 		}
+		if typ == websocket.MessageBinary {
+			// API Gateway takes no binary frames: it closes the connection
+			// with 1003 (unsupported data) and invokes nothing.
+			code = websocket.StatusUnsupportedData
+			_ = c.ws.Close(code, "Binary frames are not supported")
+			break
+		}
 		c.touch()
 		ev := g.event(r, id, "$default", "MESSAGE", c)
 		ev.RequestContext.MessageID = newID()
-		if typ == websocket.MessageBinary {
-			ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString(data), true
-		} else {
-			ev.Body = string(data)
-		}
+		ev.Body = string(data)
 		// Like API Gateway, each message is its own invocation: they run side
 		// by side (up to MaxConcurrentMessages per connection).
 		inflight <- struct{}{}

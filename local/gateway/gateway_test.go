@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -87,10 +86,7 @@ func TestEventsLikeAPIGateway(t *testing.T) {
 	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"action":"echo"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := ws.Write(ctx, websocket.MessageBinary, []byte{1, 2, 3}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return len(r.route("$default")) == 2 })
+	waitFor(t, func() bool { return len(r.route("$default")) == 1 })
 	_ = ws.Close(websocket.StatusNormalClosure, "bye")
 	waitFor(t, func() bool { return len(r.route("$disconnect")) == 1 })
 
@@ -105,19 +101,36 @@ func TestEventsLikeAPIGateway(t *testing.T) {
 		t.Errorf("$connect query %v %v headers %v %v", conn.QueryStringParameters, conn.MultiValueQueryStringParameters, conn.Headers["X-Multi"], conn.MultiValueHeaders["X-Multi"])
 	}
 	msgs := r.route("$default")
-	if msgs[0].IsBase64Encoded { // messages run side by side, in any order
-		msgs[0], msgs[1] = msgs[1], msgs[0]
-	}
 	if msgs[0].Body != `{"action":"echo"}` || msgs[0].IsBase64Encoded || msgs[0].RequestContext.EventType != "MESSAGE" ||
 		msgs[0].RequestContext.ConnectionID != rc.ConnectionID || msgs[0].RequestContext.MessageID == nil {
 		t.Errorf("text message event %+v", msgs[0])
 	}
-	if msgs[1].Body != base64.StdEncoding.EncodeToString([]byte{1, 2, 3}) || !msgs[1].IsBase64Encoded {
-		t.Errorf("binary message event body %q base64 %v", msgs[1].Body, msgs[1].IsBase64Encoded)
-	}
 	disc := r.route("$disconnect")[0].RequestContext
 	if disc.EventType != "DISCONNECT" || disc.ConnectionID != rc.ConnectionID || disc.DisconnectStatusCode != int64(websocket.StatusNormalClosure) {
 		t.Errorf("$disconnect request context %+v", disc)
+	}
+}
+
+// TestBinaryFrameCloses checks a binary frame ends the connection with 1003
+// (unsupported data) and never reaches the router, as in API Gateway.
+func TestBinaryFrameCloses(t *testing.T) {
+	t.Parallel()
+	r, _, srv := start(t, Options{})
+	ws := dial(t, srv, "token=ok")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageBinary, []byte(`{"action":"echo"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusUnsupportedData {
+		t.Fatalf("read after a binary frame: %v, want a close with 1003", err)
+	}
+	waitFor(t, func() bool { return len(r.route("$disconnect")) == 1 })
+	if n := len(r.route("$default")); n != 0 {
+		t.Errorf("the binary frame reached the router (%d $default events)", n)
+	}
+	if code := r.route("$disconnect")[0].RequestContext.DisconnectStatusCode; code != int64(websocket.StatusUnsupportedData) {
+		t.Errorf("$disconnect status %d, want 1003", code)
 	}
 }
 

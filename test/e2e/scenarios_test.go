@@ -399,10 +399,6 @@ func TestBadFrames(t *testing.T) {
 	if r := request(t, rt, tenant, "bad-payload"); r.Status != store.StatusFailed || r.Attempt != 1 {
 		t.Errorf("bad async payload stored %s attempt %d, want FAILED on the first attempt", r.Status, r.Attempt)
 	}
-	c.sendRaw(websocket.MessageBinary, []byte{0xde, 0xad})
-	if f := c.next(); f.Type != protocol.TypeError {
-		t.Errorf("binary frame answered %+v, want an error frame", f)
-	}
 	// The connection survives bad frames.
 	c.send(message{Action: "echo", ID: "still-here"})
 	if f := c.until("still-here", protocol.TypeResponse); !f[0].Success {
@@ -418,6 +414,16 @@ func TestBadFrames(t *testing.T) {
 		t.Errorf("oversize message: read error %v (status %d), want close 1009", err, got)
 	}
 	eventually(t, "closed connection deleted", func() bool { return tenantConnections(t, rt, tenant) == 1 })
+
+	// A binary frame: API Gateway takes none and closes the connection with 1003.
+	bin := connect(t, rt, tenant, "carol")
+	eventually(t, "two connections again", func() bool { return tenantConnections(t, rt, tenant) == 2 })
+	bin.sendRaw(websocket.MessageBinary, []byte{0xde, 0xad})
+	_, err = bin.read()
+	if got := websocket.CloseStatus(err); got != websocket.StatusUnsupportedData {
+		t.Errorf("binary frame: read error %v (status %d), want close 1003", err, got)
+	}
+	eventually(t, "binary frame's connection deleted", func() bool { return tenantConnections(t, rt, tenant) == 1 })
 }
 
 func TestRetriesExhaustedGoToTheDeadLetterQueue(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,6 +206,7 @@ func (c *Client) dial(ctx context.Context, token string) (*websocket.Conn, error
 	u.RawQuery = q.Encode()
 	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: c.opts.Header})
 	if err != nil {
+		err = hideToken(err, q.Get("token"))
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, &HandshakeError{StatusCode: resp.StatusCode, Err: err}
 		}
@@ -213,6 +215,38 @@ func (c *Client) dial(ctx context.Context, token string) (*websocket.Conn, error
 	ws.SetReadLimit(maxMessageBytes)
 	return ws, nil
 }
+
+// hideToken takes token out of a dial error: a request that failed before
+// the handshake (no server, say) quotes its URL, token included, and the
+// error is logged (reconnects) and returned. The *url.Error it wraps is
+// redacted too.
+func hideToken(err error, token string) error {
+	if token == "" {
+		return err
+	}
+	hide := strings.NewReplacer(url.QueryEscape(token), "REDACTED", token, "REDACTED").Replace
+	text := hide(err.Error())
+	if text == err.Error() {
+		return err
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = hide(ue.URL)
+	}
+	return &tokenHiddenError{err: err, text: text}
+}
+
+// tokenHiddenError is a dial error whose text no longer holds the token.
+type tokenHiddenError struct {
+	err  error
+	text string
+}
+
+// Error is the redacted text.
+func (e *tokenHiddenError) Error() string { return e.text }
+
+// Unwrap returns the dial error.
+func (e *tokenHiddenError) Unwrap() error { return e.err }
 
 // run owns the connection: it reads frames, pings, and replaces the
 // connection when it drops or grows old, until Close.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -248,5 +251,29 @@ func TestReconnectStopsOnARefusedToken(t *testing.T) {
 	}
 	if _, err := c.Request(ctx, "echo", nil, nil); !errors.As(err, &he) {
 		t.Errorf("a call after the client stopped: %v, want the same error", err)
+	}
+}
+
+// TestDialErrorHidesTheToken: a dial that fails before the handshake (no
+// server) returns an error, logged on reconnects, without the token in it;
+// the underlying *url.Error is still there.
+func TestDialErrorHidesTheToken(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	const token = "header.claims.signature-that-must-stay-secret"
+	_, err = client.Dial(context.Background(), "ws://"+addr+"/", token, nil)
+	var ue *url.Error
+	switch {
+	case err == nil:
+		t.Fatal("dial to a closed port succeeded")
+	case strings.Contains(err.Error(), "signature-that-must-stay-secret"):
+		t.Errorf("dial error holds the token: %v", err)
+	case !errors.As(err, &ue) || !strings.Contains(ue.URL, "token=REDACTED"):
+		t.Errorf("dial error %v lost its *url.Error or its redacted URL", err)
 	}
 }

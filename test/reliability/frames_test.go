@@ -230,5 +230,5 @@ func frameNotes(codes map[string]int) string {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s %d", k, codes[k]))
 	}
-	return "answers: " + strings.Join(parts, ", ") + "; nothing stored, connection usable after each"
+	return "answers: " + strings.Join(parts, ", ") + "; nothing stored; after each answered frame the connection still answers a ping, after each close a new one does"
 }

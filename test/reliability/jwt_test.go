@@ -70,14 +70,17 @@ func (k jwtKeys) secret() string {
 	return string(s)
 }
 
-// serveJWKS serves the live RSA key's JWKS on 127.0.0.1 and counts fetches.
-func (k jwtKeys) serveJWKS(t *testing.T, fetches *atomic.Int64) string {
-	t.Helper()
+// jwk is key's public JWK under kid.
+func jwk(kid string, key *rsa.PrivateKey) map[string]string {
 	b64 := base64.RawURLEncoding.EncodeToString
-	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
-		"kty": "RSA", "kid": liveRSAKID, "alg": "RS256", "use": "sig",
-		"n": b64(k.rsaLive.N.Bytes()), "e": b64(big.NewInt(int64(k.rsaLive.E)).Bytes()),
-	}}})
+	return map[string]string{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+		"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes())}
+}
+
+// serveJWKS serves a JWKS of key under kid on 127.0.0.1 and counts fetches.
+func serveJWKS(t *testing.T, kid string, key *rsa.PrivateKey, fetches *atomic.Int64) string {
+	t.Helper()
+	set, _ := json.Marshal(map[string]any{"keys": []map[string]string{jwk(kid, key)}})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fetches.Add(1)
 		w.Header().Set("Content-Type", "application/json")
@@ -101,9 +104,20 @@ func jwtClaims(tenant string, edit func(jwt.MapClaims)) jwt.MapClaims {
 // signed signs claims with method and key, kid in the header when not empty.
 func signed(t *testing.T, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(method, c)
+	header := map[string]any{}
 	if kid != "" {
-		tok.Header["kid"] = kid
+		header["kid"] = kid
+	}
+	return signedWith(t, method, key, c, header)
+}
+
+// signedWith signs claims with method and key, adding header's fields to
+// the token's header.
+func signedWith(t *testing.T, method jwt.SigningMethod, key any, c jwt.MapClaims, header map[string]any) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, c)
+	for name, v := range header {
+		tok.Header[name] = v
 	}
 	s, err := tok.SignedString(key)
 	if err != nil {
@@ -132,8 +146,9 @@ type jwtAttack struct {
 	token string
 }
 
-// jwtAttacks builds the attack corpus against the keys k, for tenant.
-func jwtAttacks(t *testing.T, k jwtKeys, tenant string) []jwtAttack {
+// jwtAttacks builds the attack corpus against the keys k, for tenant;
+// attacker is a JWKS URL serving the stranger's key as "rsa-attacker".
+func jwtAttacks(t *testing.T, k jwtKeys, tenant, attacker string) []jwtAttack {
 	t.Helper()
 	valid := jwtClaims(tenant, nil)
 	with := func(edit func(jwt.MapClaims)) jwt.MapClaims { return jwtClaims(tenant, edit) }
@@ -177,6 +192,10 @@ func jwtAttacks(t *testing.T, k jwtKeys, tenant string) []jwtAttack {
 		{"RS256 stranger's key under the live kid", signed(t, jwt.SigningMethodRS256, liveRSAKID, k.rsa, valid)},
 		{"RS256 live key, kid path traversal", signed(t, jwt.SigningMethodRS256, "../"+liveRSAKID, k.rsaLive, valid)},
 		{"PS256 live key", signed(t, jwt.SigningMethodPS256, liveRSAKID, k.rsaLive, valid)},
+		{"RS256 stranger's key named by a jku header", signedWith(t, jwt.SigningMethodRS256, k.rsa, valid, map[string]any{"kid": "rsa-attacker", "jku": attacker})},
+		{"RS256 stranger's key named by an x5u header", signedWith(t, jwt.SigningMethodRS256, k.rsa, valid, map[string]any{"kid": "rsa-attacker", "x5u": attacker})},
+		{"RS256 stranger's key embedded as a jwk header", signedWith(t, jwt.SigningMethodRS256, k.rsa, valid, map[string]any{"jwk": jwk("rsa-attacker", k.rsa)})},
+		{"RS256 stranger's jwk header under the live kid", signedWith(t, jwt.SigningMethodRS256, k.rsa, valid, map[string]any{"kid": liveRSAKID, "jwk": jwk(liveRSAKID, k.rsa)})},
 		{"expired", hs("k2", k.hs[2], with(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }))},
 		{"expired in 1970", hs("k2", k.hs[2], with(func(c jwt.MapClaims) { c["exp"] = 1 }))},
 		{"no exp", hs("k2", k.hs[2], with(func(c jwt.MapClaims) { delete(c, "exp") }))},
@@ -201,6 +220,7 @@ func jwtAttacks(t *testing.T, k jwtKeys, tenant string) []jwtAttack {
 		{"empty", ""},
 		{"two parts", parts[0] + "." + parts[1]},
 		{"four parts", good + "." + parts[2]},
+		{"five parts (JWE compact form)", good + "." + parts[1] + "." + parts[2]},
 		{"empty parts", ".."},
 		{"signature stripped", parts[0] + "." + parts[1] + "."},
 		{"wrong signature", parts[0] + "." + parts[1] + "." + string(flipped)},
@@ -225,8 +245,9 @@ type jwtRuntime struct {
 // as it was; each runtime's valid tokens (positive controls) connect.
 func TestJWTAttacks(t *testing.T) {
 	keys := newJWTKeys(t)
-	var fetches atomic.Int64
-	jwks := keys.serveJWKS(t, &fetches)
+	var fetches, attackerFetches atomic.Int64
+	jwks := serveJWKS(t, liveRSAKID, keys.rsaLive, &fetches)
+	attacker := serveJWKS(t, "rsa-attacker", keys.rsa, &attackerFetches)
 	rsaValid := func(tenant string) string {
 		return signed(t, jwt.SigningMethodRS256, liveRSAKID, keys.rsaLive, jwtClaims(tenant, nil))
 	}
@@ -266,7 +287,7 @@ func TestJWTAttacks(t *testing.T) {
 			// The controls' $disconnect events run after the close.
 			settledFootprint(t, ctx, rt, tenant, footprint{Connections: []string{}})
 			before := connectionsTable(t, ctx, rt)
-			for _, a := range jwtAttacks(t, keys, tenant) {
+			for _, a := range jwtAttacks(t, keys, tenant, attacker) {
 				for _, d := range deliveries {
 					attacks++
 					hs := dialWith(rt, d, a.token)
@@ -289,8 +310,12 @@ func TestJWTAttacks(t *testing.T) {
 			}
 		})
 	}
+	if n := attackerFetches.Load(); n > 0 {
+		o.Errors++
+		t.Errorf("the attacker's JWKS named in token headers was fetched %d times", n)
+	}
 	o.Size = fmt.Sprintf("%d refused handshakes, %d positive controls, 2 runtime configurations", attacks, controls)
-	o.Notes = fmt.Sprintf("every attack 401 (no reason given) in the query string and the Authorization header; connections table unchanged after each; the JWKS was fetched %d times", fetches.Load())
+	o.Notes = fmt.Sprintf("every attack 401 (no reason given) in the query string and the Authorization header; connections table unchanged after each; the JWKS was fetched %d times, the attacker's (jku, x5u) never", fetches.Load())
 	record(t, o)
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -127,8 +128,10 @@ func leakyRegistry() *actions.Registry {
 // Authorization header; sync and async requests whose payloads carry
 // sensitive fields, failing in every way (errors that quote them, retries,
 // panics, cancellation); a reconnect with status and subscribe — and scans
-// every line the runtime and the client logged: none holds the JWT key (in
-// any encoding), a token or its signature, or a sensitive payload value.
+// every line the runtime and the client logged — the client's included,
+// while it fails to reconnect to the stopped runtime, and its error when a
+// dial fails: none holds the JWT key (in any encoding), a token or its
+// signature, or a sensitive payload value.
 func TestSecretsNeverLogged(t *testing.T) {
 	logs := &strings.Builder{}
 	sink := &lockedWriter{w: logs}
@@ -167,21 +170,28 @@ func TestSecretsNeverLogged(t *testing.T) {
 	_ = c.Close()
 	c = f.dial(good)
 	f.resume(c, hung)
-	_ = c.Close()
-	if err := rt.Stop(); err != nil { // flushes every log line
+	f.unreachable(good)
+	if err := rt.Stop(); err != nil { // flushes the runtime's logs; c tries to reconnect
 		t.Fatal(err)
 	}
+	text := func() string {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return logs.String()
+	}
+	for !strings.Contains(text(), "reconnect failed") && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = c.Close()
 
-	sink.mu.Lock()
-	text := logs.String()
-	sink.mu.Unlock()
-	lines := strings.Count(text, "\n")
-	for _, want := range []string{"connect refused", "sync action failed", "attempt failed; retry scheduled", "request failed", "request cancelled", "disconnected"} {
-		if !strings.Contains(text, want) {
+	lines := strings.Count(text(), "\n")
+	for _, want := range []string{"connect refused", "sync action failed", "attempt failed; retry scheduled", "request failed",
+		"request cancelled", "disconnected", "reconnect failed", "dial failed"} {
+		if !strings.Contains(text(), want) {
 			t.Errorf("no %q in the logs: the flow did not log what it should, the scan proves less", want)
 		}
 	}
-	leaks := secrets.leaks(text)
+	leaks := secrets.leaks(text())
 	record(t, outcome{Group: groupSecurity, Scenario: "Secrets never logged", Size: fmt.Sprintf("%d log lines, %d secrets", lines, len(secrets)),
 		Acknowledged: f.acked, Completed: f.completed, Failed: f.failed, Cancelled: f.cancelled, Errors: len(leaks) + f.errors,
 		Notes: "debug-level JSON logs of the runtime and the client scanned for the JWT key (raw, base64, hex), every token and its signature, " +
@@ -303,6 +313,23 @@ func (f *secretsFlow) asyncRequests(c *client.Client) string {
 	}
 	f.acked++
 	return hung
+}
+
+// unreachable dials an address nothing listens on and logs the error, as
+// an application would.
+func (f *secretsFlow) unreachable(token string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	_, err = client.Dial(f.ctx, "ws://"+addr+"/", token, &client.Options{Logger: f.logger})
+	if err == nil {
+		f.unexpected("dial %s succeeded", addr)
+		return
+	}
+	f.logger.Error("dial failed", "error", err)
 }
 
 // resume, on a new connection, asks for the hanging request's status,

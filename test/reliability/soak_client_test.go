@@ -129,7 +129,8 @@ func newSoakClient(url, tenant, token, name string, perConn int, seed uint64) *s
 	return c
 }
 
-// run plays the client's plan, then waits for every request's outcome.
+// run plays the client's plan, waits for every request's outcome, then
+// cancels a completed one.
 func (c *soakClient) run(ctx context.Context) error {
 	if err := c.connect(ctx); err != nil {
 		return err
@@ -149,7 +150,34 @@ func (c *soakClient) run(ctx context.Context) error {
 			}
 		}
 	}
-	return c.wait(ctx)
+	if err := c.wait(ctx); err != nil {
+		return err
+	}
+	return c.cancelFinished(ctx)
+}
+
+// cancelFinished cancels the first request that completed, once every
+// outcome is known: the cancel is refused and the request stays COMPLETED.
+func (c *soakClient) cancelFinished(ctx context.Context) error {
+	for _, r := range c.reqs {
+		c.mu.Lock()
+		done := r.outcome == store.StatusCompleted && r.cancel == cancelNone
+		c.mu.Unlock()
+		if !done {
+			continue
+		}
+		if err := c.cancel(ctx, r); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		late := r.cancel == cancelLate
+		c.mu.Unlock()
+		if !late {
+			c.note("%s: a cancel after completion was not refused as late", r.id)
+		}
+		return nil
+	}
+	return nil
 }
 
 // connect dials a new connection and starts reading it.

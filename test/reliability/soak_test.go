@@ -21,7 +21,7 @@ const soakPeakLimit = 1536 << 20
 // with the default limits: each sends async requests (delay with progress;
 // every tenth a permanent fail), cancels a share of them and a quarter drop
 // their connection once and recover on a new one with a resend, status and
-// subscribe. Every acknowledged request ends exactly once in the state it
+// subscribe; at the end each cancels one of its completed requests. Every acknowledged request ends exactly once in the state it
 // must (COMPLETED; FAILED only when designed to; CANCELLED only when the
 // cancel was accepted), as the client saw it and as DynamoDB holds it: none
 // lost, duplicated or stuck; and the runtime's peak RSS stays bounded.

@@ -24,8 +24,8 @@ import (
 // unsubscribe, cancel), by A's id, by A's key ("A#id") and by an id nobody
 // used. B always gets NOT_FOUND and nothing else — no status, result or
 // progress — and A's requests are unchanged: not cancelled, no subscription of
-// B's, and A still gets its frames while B gets none of them. B submitting an
-// async request with A's id creates B's own request.
+// B's, and A still gets its frames while B gets none of them. B submitting
+// async requests with A's ids creates B's own requests.
 func TestTenantIsolation(t *testing.T) {
 	rt := localtest.Start(t, local.Options{Env: unlimited})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -66,7 +66,7 @@ func TestTenantIsolation(t *testing.T) {
 			}
 		}
 	}
-	o.Size = fmt.Sprintf("%d cross-tenant messages (4 actions × %d ids) + a same-id submit", n, len(ids))
+	o.Size = fmt.Sprintf("%d cross-tenant messages (4 actions × %d ids) + 2 same-id submits", n, len(ids))
 
 	// A's requests are unchanged: the finished one item for item, the running
 	// one not cancelled and followed by A's connection only.
@@ -101,19 +101,22 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("B's connection has %d subscriptions after the cross-tenant messages", bFootprint.Subscriptions)
 	}
 
-	// B's submit with A's id is B's own request.
-	mine["done-1"] = true
-	submitDelay(t, cb, "done-1", 0)
-	readUntil(t, cb, func(f wireFrame) bool {
-		if !mine[f.RequestID] {
+	// B's submits with A's ids (of the finished and of the running request)
+	// are B's own requests.
+	for _, id := range []string{"done-1", "run-1"} {
+		mine[id] = true
+		submitDelay(t, cb, id, 0)
+		readUntil(t, cb, func(f wireFrame) bool {
+			if !mine[f.RequestID] {
+				o.Errors++
+				t.Errorf("B got a frame of someone else's request: %s", f.Raw)
+			}
+			return f.Type == protocol.TypeComplete && f.RequestID == id
+		})
+		if r := storedRequest(t, ctx, rt, b, id); r.TenantID != b || r.RequestID != store.RequestKey(b, id) || !r.Status.Final() {
 			o.Errors++
-			t.Errorf("B got a frame of someone else's request: %s", f.Raw)
+			t.Errorf("B's request with A's id %s is stored as %+v", id, r)
 		}
-		return f.Type == protocol.TypeComplete && f.RequestID == "done-1"
-	})
-	if r := storedRequest(t, ctx, rt, b, "done-1"); r.TenantID != b || r.RequestID != store.RequestKey(b, "done-1") {
-		o.Errors++
-		t.Errorf("B's request with A's id is stored as %+v", r)
 	}
 	if after := storedRequest(t, ctx, rt, a, "done-1"); !reflect.DeepEqual(after, doneBefore) {
 		o.Errors++
@@ -137,9 +140,9 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("B's frames after A's request finished: %v, %v", extra, err)
 	}
 	reqs := settle(t, rt.DynamoDB(), rt.Tables().Requests, []string{a, b}, time.Minute)
-	tally(&o, []string{store.RequestKey(a, "done-1"), store.RequestKey(a, "run-1"), store.RequestKey(b, "done-1")}, reqs)
+	tally(&o, []string{store.RequestKey(a, "done-1"), store.RequestKey(a, "run-1"), store.RequestKey(b, "done-1"), store.RequestKey(b, "run-1")}, reqs)
 	o.Notes = fmt.Sprintf("every cross-tenant message answered NOT_FOUND with no data; A's running request got %d progress frames on A's connection and none on B's; "+
-		"B's submit with A's id created B's own request; A's finished request unchanged (%d frames before)", progress, len(finished))
+		"B's submits with A's ids created B's own requests; A's finished request unchanged (%d frames before)", progress, len(finished))
 	record(t, o)
 }
 

@@ -21,7 +21,6 @@ const wireTimeout = 30 * time.Second
 // wire is a raw WebSocket client: it sends frames exactly as given (text or
 // binary, valid or not) and reads every server frame as it arrives.
 type wire struct {
-	t  testing.TB
 	ws *websocket.Conn
 }
 
@@ -43,7 +42,6 @@ func dialWire(t testing.TB, rt *local.Runtime, token string) *wire {
 	if err != nil {
 		t.Fatalf("dial (HTTP %d): %v", hs.status, err)
 	}
-	w.t = t
 	t.Cleanup(func() { _ = w.ws.CloseNow() })
 	return w
 }

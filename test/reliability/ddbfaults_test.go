@@ -55,131 +55,42 @@ func TestDynamoDBFaults(t *testing.T) {
 	defer cancel()
 	o := outcome{Group: groupFaults, Scenario: "DynamoDB faults",
 		Size: fmt.Sprintf("%d connections × %d requests + %d during a write outage", conns, perConn, unstoredN)}
-	var problems []string
-	problem := func(format string, args ...any) {
-		problems = append(problems, fmt.Sprintf(format, args...))
-	}
 
-	// A write outage: every write that would store a request fails.
-	proxy.Set(faultproxy.Config{Rate: 1, Operations: []string{"TransactWriteItems", "PutItem"}})
-	unstored := make([]protocol.Message, unstoredN)
-	answers := make([]submission, unstoredN)
-	var outage errgroup.Group
-	for i := range unstored {
-		unstored[i] = delayMessage(fmt.Sprintf("outage-%d", i))
-		outage.Go(func() (err error) {
-			answers[i], err = trackers[i%conns].submit(ctx, unstored[i], 1)
-			return err
-		})
-	}
-	if err := outage.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range answers {
-		if !retryable(s.Answer) {
-			problem("%s during the outage: answered %s, want a retryable error", unstored[i].ID, s.Answer.Raw)
-		}
-		if p := leaks(s.Answer); p != "" {
-			problem("%s", p)
-		}
-	}
-	for _, m := range unstored {
-		if stored(t, direct, rt.Tables().Requests, tenant, m.ID) {
-			problem("%s was stored although the client got an error", m.ID)
-		}
-	}
-
-	// 10% faults: the outage's requests are sent again with their ids, then
-	// the load.
+	unstored, problems := writeOutage(ctx, t, trackers, proxy, direct, rt.Tables().Requests, tenant, unstoredN)
 	outageStats := proxy.Stats()
+
+	// 10% faults: each connection sends the outage's requests again with
+	// their ids, then its share of the load.
 	proxy.Set(ddbFaults)
-	var (
-		mu          sync.Mutex
-		acked       = map[*tracker][]string{}
-		ackedByDone = map[string]bool{} // answered with a complete frame (a resend of a finished request)
-		sends       int
-		echoes      int
-		wg          sync.WaitGroup
-	)
+	batches := map[*tracker][]protocol.Message{}
 	for i, tr := range trackers {
-		msgs := make([]protocol.Message, 0, perConn+len(unstored))
 		for j := i; j < len(unstored); j += conns {
-			msgs = append(msgs, unstored[j])
+			batches[tr] = append(batches[tr], unstored[j])
 		}
 		for j := range perConn {
 			id := fmt.Sprintf("c%d-r%d", i, j)
 			if j%5 == 4 {
-				msgs = append(msgs, protocol.Message{Action: "echo", ID: id, Payload: json.RawMessage(`{"n":` + fmt.Sprint(j) + `}`)})
+				batches[tr] = append(batches[tr], protocol.Message{Action: "echo", ID: id, Payload: json.RawMessage(`{"n":` + fmt.Sprint(j) + `}`)})
 			} else {
-				msgs = append(msgs, delayMessage(id))
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, m := range msgs {
-				s, err := tr.submit(ctx, m, 10)
-				mu.Lock()
-				sends += s.Sends
-				for _, f := range append(s.Errors, s.Answer) {
-					if p := leaks(f); p != "" {
-						problem("%s", p)
-					}
-				}
-				switch {
-				case err != nil:
-					problem("%s: %v", m.ID, err)
-				case m.Action == "echo" && s.Answer.Type == protocol.TypeResponse && success(s.Answer):
-					echoes++
-				case m.Action == "echo":
-					problem("echo %s answered %s", m.ID, s.Answer.Raw)
-				case s.Answer.Type == protocol.TypeAcknowledgment:
-					acked[tr] = append(acked[tr], m.ID)
-				case s.Answer.Type == protocol.TypeComplete && s.Sends > 1:
-					acked[tr] = append(acked[tr], m.ID)
-					ackedByDone[m.ID] = true
-				default:
-					problem("%s not acknowledged after %d sends: %s", m.ID, s.Sends, s.Answer.Raw)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-
-	// Every acknowledged request shows the client exactly one complete frame
-	// (two when a resend found it finished: its answer and the broadcast).
-	var keys []string
-	extraFrames := 0
-	for tr, ids := range acked {
-		for _, id := range tr.await(ctx, ids, protocol.TypeComplete) {
-			problem("%s: no complete frame", id)
-		}
-		for _, id := range ids {
-			keys = append(keys, store.RequestKey(tenant, id))
-			want := 1
-			if ackedByDone[id] {
-				want = 2
-			}
-			n := tr.count(id, protocol.TypeComplete)
-			if n > want {
-				extraFrames++
-				problem("%s: %d complete frames", id, n)
-			}
-			for _, f := range tr.framesOf(id) {
-				if f.Type == protocol.TypeComplete && !success(f) {
-					problem("%s: failed: %s", id, f.Raw)
-				}
+				batches[tr] = append(batches[tr], delayMessage(id))
 			}
 		}
 	}
+	load := sendLoad(ctx, batches)
+	keys, extraFrames := load.checkCompletes(ctx, tenant)
+	problems = append(problems, load.problems...)
 	stats := proxy.Stats().Since(outageStats)
 	proxy.Set(faultproxy.Config{})
+
 	reqs := settle(t, direct, rt.Tables().Requests, []string{tenant}, time.Minute)
 	tally(&o, keys, reqs)
+	for _, k := range keys {
+		if r, ok := reqs[k]; ok && !r.Status.Final() {
+			problems = append(problems, fmt.Sprintf("%s stuck %s after %d attempts (lease until %s)", k, r.Status, r.Attempt, time.UnixMilli(r.LeaseExpiresAt).Format(time.TimeOnly)))
+		}
+	}
 	o.Duplicated = counter.duplicates() + extraFrames
 	o.Errors = len(problems)
-	total := stats.Totals()
 	ambiguous := 0 // writes applied but answered with a 500
 	for _, op := range []string{"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"} {
 		ambiguous += stats[op].Applied
@@ -188,7 +99,7 @@ func TestDynamoDBFaults(t *testing.T) {
 		"of which %d ambiguous writes. %d sends for %d messages; %d echo responses. Write outage (every request write failing, %d calls): "+
 		"%d requests answered with a retryable error, none stored",
 		ddbFaults.Rate*100, ddbFaults.AfterForward*100, ddbFaults.Latency, ddbFaults.Jitter, stats, ambiguous,
-		sends, conns*perConn+len(unstored), echoes, outageStats.Totals().Calls, len(unstored))
+		load.sends, conns*perConn+len(unstored), load.echoes, outageStats.Totals().Calls, len(unstored))
 	record(t, o)
 
 	for _, p := range problems {
@@ -198,10 +109,134 @@ func TestDynamoDBFaults(t *testing.T) {
 		t.Errorf("%d acknowledged: %d completed, %d failed, %d cancelled, %d lost, %d stuck, %d duplicated; want all completed once",
 			o.Acknowledged, o.Completed, o.Failed, o.Cancelled, o.Lost, o.Stuck, o.Duplicated)
 	}
-	if total.Faults[faultproxy.Throttling] == 0 || ambiguous == 0 {
+	if stats.Totals().Faults[faultproxy.Throttling] == 0 || ambiguous == 0 {
 		t.Errorf("the proxy injected too little to prove anything: %s", stats)
 	}
-	t.Logf("%s; %s", o.Notes, time.Now().Format(time.TimeOnly))
+	t.Log(o.Notes)
+}
+
+// writeOutage fails every write that would store a request while the
+// trackers send n async requests, once each. It reports, as problems, any
+// answer other than a retryable error, any AWS internals in it, and any of
+// the requests found stored afterwards (read straight from DynamoDB). It
+// returns the requests, for sending again.
+func writeOutage(ctx context.Context, t *testing.T, trackers []*tracker, proxy *faultproxy.Proxy, direct *dynamodb.Client, table, tenant string, n int) ([]protocol.Message, []string) {
+	t.Helper()
+	proxy.Set(faultproxy.Config{Rate: 1, Operations: []string{"TransactWriteItems", "PutItem"}})
+	msgs := make([]protocol.Message, n)
+	answers := make([]submission, n)
+	var g errgroup.Group
+	for i := range msgs {
+		msgs[i] = delayMessage(fmt.Sprintf("outage-%d", i))
+		g.Go(func() (err error) {
+			answers[i], err = trackers[i%len(trackers)].submit(ctx, msgs[i], 1)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var problems []string
+	for i, s := range answers {
+		if !retryable(s.Answer) {
+			problems = append(problems, fmt.Sprintf("%s during the outage: answered %s, want a retryable error", msgs[i].ID, s.Answer.Raw))
+		}
+		if p := leaks(s.Answer); p != "" {
+			problems = append(problems, p)
+		}
+		if stored(t, direct, table, tenant, msgs[i].ID) {
+			problems = append(problems, fmt.Sprintf("%s was stored although the client got an error", msgs[i].ID))
+		}
+	}
+	return msgs, problems
+}
+
+// loadResult is what the clients saw of a load.
+type loadResult struct {
+	mu sync.Mutex
+	// acked are the acknowledged async requests' ids, by connection;
+	// ackedByDone those a resend found finished (answered with a complete frame).
+	acked       map[*tracker][]string
+	ackedByDone map[string]bool
+	// sends counts messages sent, resends included; echoes the sync answers.
+	sends, echoes int
+	problems      []string
+}
+
+// sendLoad has every tracker send its batch, one message after another,
+// each resent with its id on retryable errors (10 sends at most).
+func sendLoad(ctx context.Context, batches map[*tracker][]protocol.Message) *loadResult {
+	l := &loadResult{acked: map[*tracker][]string{}, ackedByDone: map[string]bool{}}
+	var wg sync.WaitGroup
+	for tr, msgs := range batches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, m := range msgs {
+				s, err := tr.submit(ctx, m, 10)
+				l.note(tr, m, s, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return l
+}
+
+// note files how message m sent by tr ended.
+func (l *loadResult) note(tr *tracker, m protocol.Message, s submission, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	problem := func(format string, args ...any) { l.problems = append(l.problems, fmt.Sprintf(format, args...)) }
+	l.sends += s.Sends
+	for _, f := range append(s.Errors, s.Answer) {
+		if p := leaks(f); p != "" {
+			problem("%s", p)
+		}
+	}
+	switch {
+	case err != nil:
+		problem("%s: %v", m.ID, err)
+	case m.Action == "echo" && s.Answer.Type == protocol.TypeResponse && success(s.Answer):
+		l.echoes++
+	case m.Action == "echo":
+		problem("echo %s answered %s", m.ID, s.Answer.Raw)
+	case s.Answer.Type == protocol.TypeAcknowledgment:
+		l.acked[tr] = append(l.acked[tr], m.ID)
+	case s.Answer.Type == protocol.TypeComplete && s.Sends > 1:
+		l.acked[tr] = append(l.acked[tr], m.ID)
+		l.ackedByDone[m.ID] = true
+	default:
+		problem("%s not acknowledged after %d sends: %s", m.ID, s.Sends, s.Answer.Raw)
+	}
+}
+
+// checkCompletes waits for a complete frame of every acknowledged request and
+// checks each got exactly one, successful (two when a resend found it
+// finished: its answer and the broadcast). It returns the requests' keys and
+// the number that got too many.
+func (l *loadResult) checkCompletes(ctx context.Context, tenant string) (keys []string, extra int) {
+	for tr, ids := range l.acked {
+		for _, id := range tr.await(ctx, ids, protocol.TypeComplete) {
+			l.problems = append(l.problems, fmt.Sprintf("%s: no complete frame", id))
+		}
+		for _, id := range ids {
+			keys = append(keys, store.RequestKey(tenant, id))
+			want := 1
+			if l.ackedByDone[id] {
+				want = 2
+			}
+			if n := tr.count(id, protocol.TypeComplete); n > want {
+				extra++
+				l.problems = append(l.problems, fmt.Sprintf("%s: %d complete frames", id, n))
+			}
+			for _, f := range tr.framesOf(id) {
+				if f.Type == protocol.TypeComplete && !success(f) {
+					l.problems = append(l.problems, fmt.Sprintf("%s: failed: %s", id, f.Raw))
+				}
+			}
+		}
+	}
+	return keys, extra
 }
 
 // proxiedRuntime starts a runtime whose DynamoDB calls — router, processor

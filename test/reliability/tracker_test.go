@@ -49,11 +49,12 @@ func track(t *testing.T, rt *local.Runtime, tenant, user string) *tracker {
 	return tr
 }
 
-// read files frames until the connection fails or is closed.
+// read files frames until the connection fails or is closed; it waits for
+// frames as long as it takes (a request may run for a while).
 func (tr *tracker) read() {
 	defer close(tr.stopped)
 	for {
-		f, err := tr.w.next()
+		f, err := tr.w.read(context.Background())
 		tr.mu.Lock()
 		if err != nil {
 			tr.readErr = err

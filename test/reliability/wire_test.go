@@ -87,6 +87,12 @@ func (w *wire) send(typ websocket.MessageType, data []byte) error {
 func (w *wire) next() (wireFrame, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), wireTimeout)
 	defer cancel()
+	return w.read(ctx)
+}
+
+// read reads the next frame, waiting until ctx ends (which closes the
+// connection). A closed connection yields its close status.
+func (w *wire) read(ctx context.Context) (wireFrame, error) {
 	_, data, err := w.ws.Read(ctx)
 	if err != nil {
 		return wireFrame{}, err

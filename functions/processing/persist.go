@@ -8,19 +8,20 @@ import (
 	"github.com/streamer-dev/streamer/functions/store"
 )
 
-// Retries of a run's final write (complete, fail, schedule a retry) once the
-// SDK's own retries gave up on a transient error.
+// Retries of a run's writes (its claim, and its final complete, fail or
+// retry) once the SDK's own retries gave up on a transient error.
 const (
 	persistAttempts = 4
 	persistBackoff  = 100 * time.Millisecond
 )
 
-// persist runs a run's final write until it succeeds, fails for good (the
+// persist runs one of a run's writes until it succeeds, fails for good (the
 // lease is lost, the result is too large), persistAttempts tries fail, or ctx
-// ends. The run holds its outcome in memory: giving up on a throttled or
-// failed write would leave the request PROCESSING until its lease expires
-// and then run the handler a second time. Every final write is conditional on
-// the run's lease, so repeating one is safe.
+// ends. Giving up on a throttled or failed write would leave the request
+// waiting for its lease to expire: a claim may have been applied although its
+// answer was lost, and a final write drops the outcome the run holds in
+// memory, so the handler would run a second time. Every one of these writes
+// is conditional on the run's own lease, so repeating it is safe.
 func (h *Handler) persist(ctx context.Context, write func() error) error {
 	backoff := persistBackoff
 	for attempt := 1; ; attempt++ {

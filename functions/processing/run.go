@@ -65,8 +65,16 @@ func (h *Handler) run(ctx context.Context, r store.Request, wakeDue int64) error
 	if err := h.enqueue(ctx, wakeupFor(r, leaseUntil.Add(time.Second).UnixMilli(), reasonLease)); err != nil {
 		return err
 	}
-	got, claimed, err := h.store.Claim(ctx, r.RequestID, owner, leaseUntil)
-	if err != nil {
+	// Claiming again with the same owner is safe: an attempt that DynamoDB
+	// applied although its answer was lost shows as this owner's lease.
+	var (
+		got     store.Request
+		claimed bool
+	)
+	if err := h.persist(ctx, func() (err error) {
+		got, claimed, err = h.store.Claim(ctx, r.RequestID, owner, leaseUntil)
+		return err
+	}); err != nil {
 		return err
 	}
 	if !claimed {

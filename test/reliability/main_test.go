@@ -64,8 +64,7 @@ type outcome struct {
 	// Notes adds what the counts do not say (faults injected, peak RSS...).
 	Notes string
 
-	elapsed time.Duration
-	passed  bool
+	passed bool
 }
 
 var results struct {
@@ -77,10 +76,8 @@ var results struct {
 // are known; whether the test passed is read when it ends.
 func record(t *testing.T, o outcome) {
 	t.Helper()
-	start := time.Now()
 	t.Cleanup(func() {
 		o.passed = !t.Failed()
-		o.elapsed = time.Since(start)
 		results.Lock()
 		results.rows = append(results.rows, o)
 		results.Unlock()
@@ -132,16 +129,16 @@ func renderReport(began time.Time, passed bool) string {
 		if r.Group != group {
 			group = r.Group
 			fmt.Fprintf(&b, "\n## %s\n\n", group)
-			b.WriteString("| Scenario | Size | Acked | Completed | Failed | Cancelled | Lost | Duplicated | Stuck | Errors | Result | Time | Notes |\n")
-			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|\n")
+			b.WriteString("| Scenario | Size | Acked | Completed | Failed | Cancelled | Lost | Duplicated | Stuck | Errors | Result | Notes |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
 		}
 		result := "pass"
 		if !r.passed {
 			result = "**FAIL**"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s |\n",
 			r.Scenario, r.Size, r.Acknowledged, r.Completed, r.Failed, r.Cancelled, r.Lost, r.Duplicated, r.Stuck, r.Errors,
-			result, r.elapsed.Round(100*time.Millisecond), strings.ReplaceAll(r.Notes, "|", "\\|"))
+			result, strings.ReplaceAll(r.Notes, "|", "\\|"))
 	}
 	return b.String()
 }

@@ -28,6 +28,10 @@ func TestWritesOutlastSDKRetries(t *testing.T) {
 		// Complete's transaction fails four times.
 		{"final write", faultproxy.Config{Rate: 1, Kinds: []faultproxy.Kind{faultproxy.InternalError},
 			Operations: []string{"TransactWriteItems"}, MaxFaults: 4}},
+		// Complete's transaction is applied but answered with a 500, and so
+		// are the SDK's three retries (DynamoDB answers them as done: same
+		// idempotency token).
+		{"ambiguous final write", faultproxy.Config{Rate: 1, AfterForward: 1, Operations: []string{"TransactWriteItems"}, MaxFaults: 4}},
 		// The claim is applied but answered with a 500, and so are the SDK's
 		// three retries (which fail the condition on the applied claim).
 		{"ambiguous claim", faultproxy.Config{Rate: 1, AfterForward: 1, Operations: []string{"UpdateItem"}, MaxFaults: 4}},

@@ -45,6 +45,7 @@ const (
 	attrResult          = "Result"
 	attrError           = "Error"
 	attrProcessedAt     = "ProcessedAt"
+	attrFinishedBy      = "FinishedBy"
 )
 
 // names maps "#attr" placeholders to attribute names. DynamoDB rejects unused
@@ -200,30 +201,42 @@ func (s *Store) Fail(ctx context.Context, r Request, owner string, info ErrorInf
 }
 
 // finish runs a final transition in one transaction: the request's update
-// (set and remove plus Status, ProcessedAt and the lease removal) and the
-// in-flight decrement.
+// (set and remove plus Status, ProcessedAt, FinishedBy and the lease
+// removal) and the in-flight decrement. A transition this owner already
+// applied — a write whose answers were all lost, written again — is success.
 func (s *Store) finish(ctx context.Context, r Request, owner, op string, status Status, set, remove string, attrs []string, values map[string]types.AttributeValue) error {
 	values[":processing"] = str(string(StatusProcessing))
 	values[":owner"] = str(owner)
 	values[":final"] = str(string(status))
 	values[":now"] = num(s.now().UnixMilli())
-	attrs = append(attrs, schema.AttrStatus, attrLeaseOwner, attrLeaseExpiresAt, attrProcessedAt)
-	update := "SET " + set + ", #Status = :final, #ProcessedAt = :now REMOVE #LeaseOwner, #LeaseExpiresAt"
+	attrs = append(attrs, schema.AttrStatus, attrLeaseOwner, attrLeaseExpiresAt, attrProcessedAt, attrFinishedBy)
+	update := "SET " + set + ", #Status = :final, #ProcessedAt = :now, #FinishedBy = :owner REMOVE #LeaseOwner, #LeaseExpiresAt"
 	if remove != "" {
 		update += ", " + remove
 	}
 	_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 		{Update: &types.Update{
-			TableName:                 aws.String(s.tables.Requests),
-			Key:                       reqKey(r.RequestID),
-			UpdateExpression:          aws.String(update),
-			ConditionExpression:       aws.String(ownedCondition),
-			ExpressionAttributeNames:  names(attrs...),
-			ExpressionAttributeValues: values,
+			TableName:                           aws.String(s.tables.Requests),
+			Key:                                 reqKey(r.RequestID),
+			UpdateExpression:                    aws.String(update),
+			ConditionExpression:                 aws.String(ownedCondition),
+			ExpressionAttributeNames:            names(attrs...),
+			ExpressionAttributeValues:           values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}},
 		s.ReleaseInflightTx(r.TenantID),
 	}})
+	if reasons := cancelReasons(err); reasonIs(reasons, 0, codeConditionFailed) && finishedBy(reasons[0].Item, owner, status) {
+		return nil
+	}
 	return ownedResult(op, err)
+}
+
+// finishedBy reports whether item was moved to status by owner's run.
+func finishedBy(item map[string]types.AttributeValue, owner string, status Status) bool {
+	st, _ := item[schema.AttrStatus].(*types.AttributeValueMemberS)
+	by, _ := item[attrFinishedBy].(*types.AttributeValueMemberS)
+	return st != nil && by != nil && st.Value == string(status) && by.Value == owner
 }
 
 // ScheduleRetry moves the request from PROCESSING under owner to RETRYING,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -413,17 +414,28 @@ func TestIgnoredRecords(t *testing.T) {
 	}
 }
 
+// recordRuns registers action as a handler that records the ids it runs, in
+// order; the returned function reads them.
+func (e *env) recordRuns(action string) func() []string {
+	var mu sync.Mutex
+	var order []string
+	e.reg.MustRegister(action, func(ctx context.Context, req actions.Request, rep actions.Reporter) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, req.ID)
+		return nil, nil
+	}, actions.Options{})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(order)
+	}
+}
+
 func TestQueueRunsByPriority(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	var mu sync.Mutex
-	var order []string
-	e.reg.MustRegister("rec", func(ctx context.Context, req actions.Request, rep actions.Reporter) (any, error) {
-		mu.Lock()
-		order = append(order, req.ID)
-		mu.Unlock()
-		return nil, nil
-	}, actions.Options{})
+	order := e.recordRuns("rec")
 	now := time.Now().UnixMilli()
 	var msgs []events.SQSMessage
 	for _, p := range []struct {
@@ -439,8 +451,8 @@ func TestQueueRunsByPriority(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"high-early", "high-late", "mid", "low"}
-	if !reflect.DeepEqual(order, want) {
-		t.Errorf("run order %v, want %v", order, want)
+	if got := order(); !reflect.DeepEqual(got, want) {
+		t.Errorf("run order %v, want %v", got, want)
 	}
 }
 
@@ -451,14 +463,7 @@ func TestQueueRunsByPriority(t *testing.T) {
 func TestQueueSweepsPriorityIndex(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	var mu sync.Mutex
-	var order []string
-	e.reg.MustRegister("rec", func(ctx context.Context, req actions.Request, rep actions.Reporter) (any, error) {
-		mu.Lock()
-		order = append(order, req.ID)
-		mu.Unlock()
-		return nil, nil
-	}, actions.Options{})
+	order := e.recordRuns("rec")
 	now := time.Now().UnixMilli()
 	reqs := map[string]store.Request{}
 	for _, p := range []struct {
@@ -473,8 +478,8 @@ func TestQueueSweepsPriorityIndex(t *testing.T) {
 	if _, err := e.handler(Config{Concurrency: 1}).HandleQueue(context.Background(), events.SQSEvent{Records: msgs}); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"urgent", "low"}; !reflect.DeepEqual(order, want) {
-		t.Errorf("run order %v, want %v", order, want)
+	if got, want := order(), []string{"urgent", "low"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("run order %v, want %v", got, want)
 	}
 	if got := e.get(reqs["mid"]); got.Status != store.StatusPending {
 		t.Errorf("mid is %s, want PENDING until its own wake-up (the batch brought one)", got.Status)

@@ -2,8 +2,10 @@ package processing
 
 import (
 	"context"
+	"encoding/json"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -66,5 +68,41 @@ func TestWritesOutlastSDKRetries(t *testing.T) {
 				t.Errorf("%d runs, %d complete frames; want 1 and 1", n, done)
 			}
 		})
+	}
+}
+
+// TestWakeUpOutlastsReadErrors proves a retry-queue wake-up whose request
+// cannot be read (four failed GetItem attempts) is queued again, due in a
+// second, instead of being failed back to the queue — where it would wait
+// out the visibility timeout, 90 minutes as deployed — and then runs.
+func TestWakeUpOutlastsReadErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var runs atomic.Int32
+	e.reg.MustRegister("echo", echo(&runs), actions.Options{})
+	now := time.Now().UnixMilli()
+	r := e.submit("r1", "echo", func(r *store.Request) { r.ProcessAfter = now - 10 })
+	p, err := faultproxy.Start(e.ddb.Endpoint, faultproxy.Config{Rate: 1, Kinds: []faultproxy.Kind{faultproxy.InternalError},
+		Operations: []string{"GetItem"}, MaxFaults: 4}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	direct := e.store
+	e.store = store.New(ddblocal.NewClient(p.URL), config.Tables{Connections: e.ddb.Tables.Connections, Requests: e.ddb.Tables.Requests, Subscriptions: e.ddb.Tables.Subscriptions})
+	h := e.handler(Config{})
+
+	body, _ := json.Marshal(wakeup{RequestKey: r.RequestID, DueMs: now - 10, Reason: reasonScheduled})
+	resp, err := h.HandleQueue(context.Background(), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: string(body)}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Errorf("HandleQueue: %v, failures %v; want the wake-up queued again instead", err, resp.BatchItemFailures)
+	}
+	if st := p.Stats()["GetItem"]; st.Faults[faultproxy.InternalError] != 4 {
+		t.Fatalf("proxy stats %+v: the read did not fail", st)
+	}
+	e.store = direct
+	e.pollUntil(h, func() bool { return e.get(r).Status == store.StatusCompleted })
+	if n := runs.Load(); n != 1 {
+		t.Errorf("%d runs, want 1", n)
 	}
 }

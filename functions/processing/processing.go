@@ -220,7 +220,22 @@ func (h *Handler) HandleQueue(ctx context.Context, ev events.SQSEvent) (events.S
 		return resp, nil
 	}
 	jobs := h.sweep(ctx, len(due), minPriority, due)
-	jobs = append(jobs, h.leftovers(ctx, due, fail)...)
+	// A wake-up that meets a transient error goes back to the queue, due
+	// shortly, rather than failing its message: a failed message returns
+	// only after the queue's visibility timeout (90 minutes as deployed).
+	// Only when that send fails too is the message failed.
+	again := func(q queued, err error) {
+		h.logger.ErrorContext(ctx, "wake-up", "request_key", q.w.RequestKey, "reason", q.w.Reason, "error", err)
+		if q.msgID == "" {
+			return // found by the sweep: its own wake-up is still queued
+		}
+		q.w.DueMs = h.now().Add(wakeAgain).UnixMilli()
+		if err := h.enqueue(ctx, q.w); err != nil {
+			h.logger.ErrorContext(ctx, "re-enqueue wake-up", "request_key", q.w.RequestKey, "error", err)
+			fail(q.msgID)
+		}
+	}
+	jobs = append(jobs, h.leftovers(ctx, due, again)...)
 
 	var g errgroup.Group
 	g.SetLimit(h.cfg.Concurrency)
@@ -233,10 +248,7 @@ func (h *Handler) HandleQueue(ctx context.Context, ev events.SQSEvent) (events.S
 				return nil
 			}
 			if err := h.run(ctx, j.r, j.w.DueMs); err != nil {
-				h.logger.ErrorContext(ctx, "wake-up", "request_key", j.r.RequestID, "reason", j.w.Reason, "error", err)
-				if j.msgID != "" {
-					fail(j.msgID)
-				}
+				again(j, err)
 			}
 			return nil
 		})
@@ -248,6 +260,9 @@ func (h *Handler) HandleQueue(ctx context.Context, ev events.SQSEvent) (events.S
 // streamGrace is how long a new PENDING request is left to its stream record
 // before a sweep of the priority queue may take it.
 const streamGrace = 5 * time.Second
+
+// wakeAgain delays a wake-up sent again after a transient error.
+const wakeAgain = time.Second
 
 // queued is a request to run from the retry queue: the wake-up message that
 // brought it (none when the sweep found it first) and the request as read.
@@ -283,8 +298,9 @@ func (h *Handler) sweep(ctx context.Context, n, minPriority int, due map[string]
 }
 
 // leftovers reads the requests of the wake-ups the sweep did not take and
-// returns them in priority-queue order.
-func (h *Handler) leftovers(ctx context.Context, due map[string]queued, fail func(msgID string)) []queued {
+// returns them in priority-queue order; a wake-up whose request cannot be
+// read goes to again.
+func (h *Handler) leftovers(ctx context.Context, due map[string]queued, again func(queued, error)) []queued {
 	var jobs []queued
 	for key, q := range due {
 		r, err := h.store.RequestByKey(ctx, key)
@@ -292,8 +308,7 @@ func (h *Handler) leftovers(ctx context.Context, due map[string]queued, fail fun
 		case errors.Is(err, store.ErrNotFound):
 			continue
 		case err != nil:
-			h.logger.ErrorContext(ctx, "load request", "request_key", key, "error", err)
-			fail(q.msgID)
+			again(q, err)
 			continue
 		}
 		q.r = r

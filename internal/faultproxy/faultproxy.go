@@ -231,7 +231,6 @@ func (p *Proxy) Close() error { return p.srv.Close() }
 // plan is what happens to one call.
 type plan struct {
 	op           string
-	inScope      bool
 	delay        time.Duration
 	fault        Kind // "" for none
 	afterForward bool
@@ -247,7 +246,7 @@ func (p *Proxy) decide(target string) plan {
 	if !ok {
 		return plan{}
 	}
-	pl := plan{op: op, inScope: true, delay: c.Latency, namespace: c.Namespace}
+	pl := plan{op: op, delay: c.Latency, namespace: c.Namespace}
 	if c.Jitter > 0 {
 		pl.delay += time.Duration(p.rng.Int64N(int64(c.Jitter) + 1))
 	}

@@ -1,17 +1,10 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,91 +27,6 @@ const crashProcessorTimeout = 16 * time.Second
 // crashDelay is each request's payload: 8 one-second steps, each saving a
 // checkpoint, well inside a run.
 const crashDelay = `{"seconds":8,"steps":8}`
-
-// buildDev builds the streamer-dev command into a temporary directory.
-func buildDev(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "streamer-dev")
-	cmd := exec.Command("go", "build", "-o", bin, "./local/cmd/streamer-dev")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build streamer-dev: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a free 127.0.0.1 address, for a child that restarts on
-// the same one (so the client reconnects to it).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// crashable is one run of a streamer-dev binary as a child process, to be
-// killed.
-type crashable struct {
-	cmd    *exec.Cmd
-	done   chan struct{} // closed once the process is reaped
-	stderr *lockedWriter
-	log    *strings.Builder // written through stderr
-}
-
-// spawn starts bin with env added to the test's environment and waits until
-// it prints its WebSocket URL. It is killed when the test ends.
-func spawn(t *testing.T, bin string, env ...string) *crashable {
-	t.Helper()
-	p := &crashable{cmd: exec.Command(bin), done: make(chan struct{}), log: &strings.Builder{}}
-	p.stderr = &lockedWriter{w: p.log}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stderr = p.stderr
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill(t) })
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "WebSocket"); ok {
-			if len(strings.Fields(rest)) > 0 {
-				go func() {
-					for sc.Scan() { // drain the metrics the Lambdas print
-					}
-				}()
-				return p
-			}
-		}
-	}
-	t.Fatalf("streamer-dev printed no WebSocket URL; stderr:\n%s", p.logs())
-	return nil
-}
-
-// logs returns the end of what the process wrote to stderr so far.
-func (p *crashable) logs() string {
-	p.stderr.mu.Lock()
-	defer p.stderr.mu.Unlock()
-	return tail(p.log.String(), 4000)
-}
-
-// kill ends the process with SIGKILL, as a crash would, and reaps it.
-func (p *crashable) kill(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		t.Errorf("kill streamer-dev: %v", err)
-	}
-	<-p.done
-}
 
 // step is the step of a delay checkpoint ({"step": n}), 0 for none.
 func step(checkpoint string) int {

@@ -1,19 +1,9 @@
 package reliability
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,13 +15,11 @@ import (
 
 // devProcess is the streamer-dev command (`make dev`) running as a child
 // process on the test binary's DynamoDB Local, with tables and a JWT key of
-// its own, so its memory can be read from /proc.
+// its own, its memory sampled from /proc.
 type devProcess struct {
-	cmd    *exec.Cmd
-	wsURL  string
+	*child
 	secret string
 	tables ddblocal.TableNames
-	stderr *bytes.Buffer
 
 	mu      sync.Mutex
 	peakRSS int64 // highest VmRSS sampled, bytes
@@ -43,68 +31,24 @@ type devProcess struct {
 // environment; it stops when the test ends.
 func startDev(t *testing.T, env map[string]string) *devProcess {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "streamer-dev")
-	build := exec.Command("go", "build", "-o", bin, "./local/cmd/streamer-dev")
-	build.Dir = "../.." // the module root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build streamer-dev: %v\n%s", err, out)
-	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	prefix := local.UniquePrefix()
-	p := &devProcess{secret: hex.EncodeToString(key), tables: ddblocal.Prefixed(prefix), stderr: &bytes.Buffer{},
-		stop: make(chan struct{}), sampled: make(chan struct{})}
-	p.cmd = exec.Command(bin)
-	p.cmd.Env = append(os.Environ(),
-		config.EnvDynamoDBEndpoint+"="+ddbtest.Endpoint(t),
-		config.EnvAddr+"=127.0.0.1:0",
-		config.EnvTablePrefix+"="+prefix,
-		config.EnvJWTSecret+"="+p.secret,
-		config.EnvLogLevel+"=warn")
+	p := &devProcess{secret: hex.EncodeToString(key), tables: ddblocal.Prefixed(prefix), stop: make(chan struct{}), sampled: make(chan struct{})}
+	vars := []string{
+		config.EnvDynamoDBEndpoint + "=" + ddbtest.Endpoint(t),
+		config.EnvAddr + "=127.0.0.1:0",
+		config.EnvTablePrefix + "=" + prefix,
+		config.EnvJWTSecret + "=" + p.secret,
+		config.EnvLogLevel + "=warn",
+	}
 	for k, v := range env {
-		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		vars = append(vars, k+"="+v)
 	}
-	p.cmd.Stderr = &lockedWriter{w: p.stderr}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start streamer-dev: %v", err)
-	}
+	p.child = spawn(t, buildDev(t), vars...)
 	t.Cleanup(func() { p.shutdown(t) })
-	sc := bufio.NewScanner(stdout)
-	for p.wsURL == "" && sc.Scan() {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "WebSocket"); ok {
-			p.wsURL = strings.Fields(rest)[0]
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }() // the metrics the Lambdas print
-	if p.wsURL == "" {
-		t.Fatalf("streamer-dev printed no WebSocket URL; stderr:\n%s", p.logs())
-	}
 	go p.sample()
 	return p
-}
-
-// lockedWriter serialises writes to w, read meanwhile by logs.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
-// logs returns what the process wrote to stderr so far.
-func (p *devProcess) logs() string {
-	lw := p.cmd.Stderr.(*lockedWriter)
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	return p.stderr.String()
 }
 
 // token mints a token of the process's key for user in tenant.
@@ -115,31 +59,6 @@ func (p *devProcess) token(t *testing.T, tenant, user string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// memory reads the process's resident set size now (VmRSS) and its peak
-// (VmHWM), in bytes.
-func (p *devProcess) memory() (rss, peak int64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read process status: %w", err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("parse %s: %w", name, err)
-		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
-	}
-	return rss, peak, nil
 }
 
 // sample records the highest VmRSS every 250 ms until shutdown: a second
@@ -169,33 +88,9 @@ func (p *devProcess) sampledPeak() int64 {
 	return p.peakRSS
 }
 
-// shutdown stops the process as Ctrl-C does, killing it if it hangs, and
-// fails the test when it did not exit cleanly.
+// shutdown stops the sampler and the process, as Ctrl-C does.
 func (p *devProcess) shutdown(t *testing.T) {
 	close(p.stop)
 	<-p.sampled
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	exited := make(chan error, 1)
-	go func() { exited <- p.cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("streamer-dev exit: %v; stderr:\n%s", err, tail(p.logs(), 4000))
-		}
-	case <-time.After(45 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-exited
-		t.Errorf("streamer-dev did not stop within 45 s of SIGINT; stderr:\n%s", tail(p.logs(), 4000))
-	}
+	p.interrupt(t)
 }
-
-// tail returns the last n bytes of s.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
-
-// mib formats a byte count in MiB.
-func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }

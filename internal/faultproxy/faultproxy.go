@@ -87,6 +87,7 @@ type Config struct {
 	Namespace string
 }
 
+// withDefaults fills the zero fields with their defaults.
 func (c Config) withDefaults() Config {
 	if len(c.Kinds) == 0 {
 		c.Kinds = Kinds
@@ -325,8 +326,10 @@ type sink struct {
 	status int
 }
 
+// Header is the upstream answer's header, dropped.
 func (s *sink) Header() http.Header { return s.header }
 
+// Write drops the upstream answer's body.
 func (s *sink) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
@@ -334,6 +337,7 @@ func (s *sink) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// WriteHeader keeps the upstream answer's status.
 func (s *sink) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code

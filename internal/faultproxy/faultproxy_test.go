@@ -30,6 +30,7 @@ type env struct {
 	table   string
 }
 
+// start serves a proxy injecting cfg, seeded with seed, in front of fresh tables.
 func start(t *testing.T, cfg faultproxy.Config, seed uint64) env {
 	t.Helper()
 	db := ddbtest.Tables(t)
@@ -45,6 +46,7 @@ func start(t *testing.T, cfg faultproxy.Config, seed uint64) env {
 	return env{proxy: p, through: through, direct: db.Client, table: db.Tables.Requests}
 }
 
+// ctx bounds one call of a test.
 func ctx(t *testing.T) context.Context {
 	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -52,10 +54,12 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// key is the requests table key of id.
 func key(id string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{schema.AttrRequestID: &types.AttributeValueMemberS{Value: id}}
 }
 
+// put writes an item with key id through c.
 func (e env) put(t *testing.T, c *dynamodb.Client, id string) error {
 	t.Helper()
 	_, err := c.PutItem(ctx(t), &dynamodb.PutItemInput{TableName: aws.String(e.table), Item: key(id)})

@@ -130,6 +130,7 @@ func (tr *tracker) submit(ctx context.Context, msg protocol.Message, attempts in
 	}
 }
 
+// err is why the connection stopped reading, if it did.
 func (tr *tracker) err() error {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()

@@ -161,7 +161,8 @@ func TestAmbiguousTransactionIsIdempotent(t *testing.T) {
 
 // TestScope proves the proxy leaves alone what it is not asked to touch:
 // operations outside Operations, and DynamoDB Streams calls (outside the
-// default scope), even at a 100% fault rate.
+// default scope), even at a 100% fault rate; and that a scope set to DynamoDB
+// Streams turns that around.
 func TestScope(t *testing.T) {
 	t.Parallel()
 	e := start(t, faultproxy.Config{Rate: 1, Operations: []string{"PutItem"}}, 1)
@@ -180,9 +181,12 @@ func TestScope(t *testing.T) {
 		o.BaseEndpoint = aws.String(e.proxy.URL)
 		o.RetryMaxAttempts = 1
 	})
-	out, err := streams.ListStreams(ctx(t), &dynamodbstreams.ListStreamsInput{TableName: aws.String(e.table)})
-	if err != nil || len(out.Streams) != 1 {
-		t.Errorf("ListStreams through the proxy: %v, %d streams; want the table's stream", err, len(out.Streams))
+	listStreams := func() error {
+		_, err := streams.ListStreams(ctx(t), &dynamodbstreams.ListStreamsInput{TableName: aws.String(e.table)})
+		return err
+	}
+	if err := listStreams(); err != nil {
+		t.Errorf("ListStreams through the proxy: %v", err)
 	}
 	st := e.proxy.Stats()
 	if d := st.Since(before); d["GetItem"].Calls != 0 || d["PutItem"].Calls != 1 || d.Totals().Faults[faultproxy.Throttling]+d.Totals().Faults[faultproxy.ThroughputExceeded]+d.Totals().Faults[faultproxy.InternalError] != 1 {
@@ -193,6 +197,14 @@ func TestScope(t *testing.T) {
 	}
 	if _, ok := st["ListStreams"]; ok {
 		t.Errorf("streams call counted: %v", st)
+	}
+	// Scoped to DynamoDB Streams, it fails their calls and leaves DynamoDB's.
+	e.proxy.Set(faultproxy.Config{Rate: 1, Scope: "DynamoDBStreams_20120810."})
+	if err := listStreams(); err == nil {
+		t.Error("ListStreams passed at rate 1 in the streams scope")
+	}
+	if err := e.put(t, e.through, "k3"); err != nil {
+		t.Errorf("PutItem outside the streams scope: %v", err)
 	}
 }
 

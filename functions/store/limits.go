@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/streamer-dev/streamer/functions/schema"
@@ -26,9 +27,14 @@ var errContention = errors.New("rate limit: too much contention on the connectio
 
 // RateLimiter is a per-connection token bucket — perSecond messages a second
 // with a burst of twice that — kept on the connection item as one GCRA
-// timestamp and advanced with a conditional update, so it holds across Lambda
-// instances. Each instance caches the last timestamp it saw to save a read; a
-// stale cache costs one failed condition, which returns the current value.
+// timestamp, so it holds across Lambda instances. A message moves the
+// timestamp with one conditional update: an idle bucket's is set to now plus
+// one interval, a busy bucket's is advanced by one interval with ADD while it
+// stays within the burst. ADDs commute, so a connection's messages handled at
+// the same time do not race each other; only a bucket turning busy costs its
+// losers one more write. Each instance caches the last timestamp it saw to
+// save a read; a stale cache costs one failed condition, which returns the
+// current value.
 type RateLimiter struct {
 	store    *Store
 	interval int64 // µs between messages at the steady rate
@@ -72,7 +78,7 @@ func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission,
 			// Refusing needs no write: the stored value is at least the cached one.
 			return Admission{Connection: c.conn, RetryAfter: time.Duration(wait) * time.Microsecond}, nil
 		}
-		item, ok, err := l.advance(ctx, connectionID, c.tat, known, next)
+		item, ok, err := l.advance(ctx, connectionID, c.tat > now, now)
 		if err != nil {
 			return Admission{}, err
 		}
@@ -92,18 +98,34 @@ func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission,
 	return Admission{}, errContention
 }
 
-// advance sets the connection's TAT to next if it still holds old (or has none
-// when known is false). It returns the item after the write, or the current
-// item and ok = false when the condition failed.
-func (l *RateLimiter) advance(ctx context.Context, id string, old int64, known bool, next int64) (map[string]types.AttributeValue, bool, error) {
-	u, err := l.tatUpdate(id, old, known, next)
-	if err != nil {
-		return nil, false, err
+// advance admits one message at now: on a busy bucket (timestamp after now)
+// it adds one interval while the result stays within the burst; on an idle
+// one it sets the timestamp to now plus one interval. It returns the item
+// after the write, or the current item and ok = false when the condition
+// failed (the bucket was not as busy as thought, or it is full).
+func (l *RateLimiter) advance(ctx context.Context, id string, busy bool, now int64) (map[string]types.AttributeValue, bool, error) {
+	tat := expression.Name(AttrRateTAT)
+	update := expression.Set(tat, expression.Value(now+l.interval))
+	cond := expression.Or(expression.AttributeNotExists(tat), tat.LessThanEqual(expression.Value(now)))
+	if busy {
+		update = expression.Add(tat, expression.Value(l.interval))
+		cond = expression.And(tat.GreaterThan(expression.Value(now)), tat.LessThanEqual(expression.Value(now+l.tau-l.interval)))
 	}
-	in := updateInput(u)
-	in.ReturnValues = types.ReturnValueAllNew
-	in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
-	out, err := l.store.db.UpdateItem(ctx, in)
+	expr, err := expression.NewBuilder().WithUpdate(update).
+		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).Build()
+	if err != nil {
+		return nil, false, wrap("rate limit", err)
+	}
+	out, err := l.store.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           aws.String(l.store.tables.Connections),
+		Key:                                 connKey(id),
+		UpdateExpression:                    expr.Update(),
+		ConditionExpression:                 expr.Condition(),
+		ExpressionAttributeNames:            expr.Names(),
+		ExpressionAttributeValues:           expr.Values(),
+		ReturnValues:                        types.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):

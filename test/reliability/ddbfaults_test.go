@@ -3,7 +3,9 @@ package reliability
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamer-dev/streamer/client"
 	"github.com/streamer-dev/streamer/functions/config"
 	"github.com/streamer-dev/streamer/functions/protocol"
 	"github.com/streamer-dev/streamer/functions/schema"
@@ -30,8 +33,9 @@ import (
 // the call was applied) and every call is slowed down.
 var ddbFaults = faultproxy.Config{Rate: 0.10, AfterForward: 0.25, Latency: 2 * time.Millisecond, Jitter: 8 * time.Millisecond}
 
-// awsInternals are fragments of AWS errors that must never reach a client.
-var awsInternals = []string{"Exception", "InternalServerError", "DynamoDB", "dynamodb", "operation error", "StatusCode", "RequestID", "api error", "http://", "https://", "__type"}
+// awsMarkers add to leakMarkers what an AWS SDK error would put in a
+// message, and no client may see.
+var awsMarkers = []string{"internalservererror", "throughput", "throttl", "statuscode", "requestid", "operation error", "api error", "__type", "https://"}
 
 // TestDynamoDBFaults proves that with the router and the processor going
 // through a proxy that fails 10% of their DynamoDB calls (some of them after
@@ -42,7 +46,7 @@ var awsInternals = []string{"Exception", "InternalServerError", "DynamoDB", "dyn
 // nothing, and the same id goes through once DynamoDB recovers.
 func TestDynamoDBFaults(t *testing.T) {
 	t.Parallel()
-	conns, perConn, unstoredN := sized(4, 20), sized(20, 50), sized(5, 20)
+	conns, perConn, unstoredN, goClientN := sized(4, 20), sized(20, 50), sized(5, 20), sized(10, 100)
 	var counter runCounter
 	rt, proxy, direct := proxiedRuntime(t, local.Options{Registry: counter.counted(),
 		Env: map[string]string{config.EnvRateLimit: "1000", config.EnvTenantMaxInflight: "10000"}})
@@ -54,7 +58,7 @@ func TestDynamoDBFaults(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), sized(3*time.Minute, 8*time.Minute))
 	defer cancel()
 	o := outcome{Group: groupFaults, Scenario: "DynamoDB faults",
-		Size: fmt.Sprintf("%d connections × %d requests + %d during a write outage", conns, perConn, unstoredN)}
+		Size: fmt.Sprintf("%d connections × %d requests + %d through the Go client + %d during a write outage", conns, perConn, goClientN, unstoredN)}
 
 	unstored, problems := writeOutage(ctx, t, trackers, proxy, direct, rt.Tables().Requests, tenant, unstoredN)
 	outageStats := proxy.Stats()
@@ -76,9 +80,20 @@ func TestDynamoDBFaults(t *testing.T) {
 			}
 		}
 	}
-	load := sendLoad(ctx, batches)
+	var (
+		load   *loadResult
+		goLoad *clientResult
+		both   sync.WaitGroup
+	)
+	both.Add(2)
+	go func() { defer both.Done(); load = sendLoad(ctx, batches) }()
+	go func() { defer both.Done(); goLoad = clientLoad(ctx, t, rt, tenant, goClientN) }()
+	both.Wait()
 	keys, extraFrames := load.checkCompletes(ctx, tenant)
-	problems = append(problems, load.problems...)
+	for _, id := range goLoad.completed {
+		keys = append(keys, store.RequestKey(tenant, id))
+	}
+	problems = append(append(problems, load.problems...), goLoad.problems...)
 	stats := proxy.Stats().Since(outageStats)
 	proxy.Set(faultproxy.Config{})
 
@@ -96,10 +111,10 @@ func TestDynamoDBFaults(t *testing.T) {
 		ambiguous += stats[op].Applied
 	}
 	o.Notes = fmt.Sprintf("fault rate %.0f%% of DynamoDB calls, %.0f%% of the faults after forwarding; latency %s + up to %s. Injected: %s, "+
-		"of which %d ambiguous writes. %d sends for %d messages; %d echo responses. Write outage (every request write failing, %d calls): "+
-		"%d requests answered with a retryable error, none stored",
+		"of which %d ambiguous writes. %d sends for %d messages (%d for %d through the Go client); %d echo responses. "+
+		"Write outage (every request write failing, %d calls): %d requests answered with a retryable error, none stored",
 		ddbFaults.Rate*100, ddbFaults.AfterForward*100, ddbFaults.Latency, ddbFaults.Jitter, stats, ambiguous,
-		load.sends, conns*perConn+len(unstored), load.echoes, outageStats.Totals().Calls, len(unstored))
+		load.sends, conns*perConn+len(unstored), goLoad.sends, goClientN, load.echoes, outageStats.Totals().Calls, len(unstored))
 	record(t, o)
 
 	for _, p := range problems {
@@ -141,7 +156,7 @@ func writeOutage(ctx context.Context, t *testing.T, trackers []*tracker, proxy *
 		if !retryable(s.Answer) {
 			problems = append(problems, fmt.Sprintf("%s during the outage: answered %s, want a retryable error", msgs[i].ID, s.Answer.Raw))
 		}
-		if p := leaks(s.Answer); p != "" {
+		if p := frameLeaks(s.Answer); p != "" {
 			problems = append(problems, p)
 		}
 		if stored(t, direct, table, tenant, msgs[i].ID) {
@@ -189,7 +204,7 @@ func (l *loadResult) note(tr *tracker, m protocol.Message, s submission, err err
 	problem := func(format string, args ...any) { l.problems = append(l.problems, fmt.Sprintf(format, args...)) }
 	l.sends += s.Sends
 	for _, f := range append(s.Errors, s.Answer) {
-		if p := leaks(f); p != "" {
+		if p := frameLeaks(f); p != "" {
 			problem("%s", p)
 		}
 	}
@@ -239,6 +254,64 @@ func (l *loadResult) checkCompletes(ctx context.Context, tenant string) (keys []
 	return keys, extra
 }
 
+// clientResult is what the Go client saw of its share of a load.
+type clientResult struct {
+	// completed are the ids whose Request returned their result.
+	completed []string
+	// sends counts Request calls, resends included.
+	sends    int
+	problems []string
+}
+
+// clientLoad sends n delay requests through one Go client (package client),
+// ten at a time, each sent again with its id while the answer is a
+// retryable error (10 sends at most).
+func clientLoad(ctx context.Context, t *testing.T, rt *local.Runtime, tenant string, n int) *clientResult {
+	t.Helper()
+	c, err := client.Dial(ctx, rt.WSURL(), localtest.Token(t, rt, tenant, "go-client"), nil)
+	if err != nil {
+		t.Fatalf("dial the Go client: %v", err)
+	}
+	defer func() { _ = c.Close() }()
+	var (
+		mu  sync.Mutex
+		res = &clientResult{}
+		g   errgroup.Group
+	)
+	g.SetLimit(10)
+	for i := range n {
+		id := fmt.Sprintf("go-%d", i)
+		g.Go(func() error {
+			for sends := 1; ; sends++ {
+				_, err := c.Request(ctx, "delay", delayMessage(id).Payload, nil, client.WithID(id))
+				var se *client.Error
+				retry := errors.As(err, &se) && (se.Code == protocol.CodeInternal || se.Code == protocol.CodeRateLimited) && sends < 10
+				mu.Lock()
+				res.sends++
+				switch {
+				case err == nil:
+					res.completed = append(res.completed, id)
+				case se != nil:
+					if p := leaks(se.Message, se.Error()); p != "" {
+						res.problems = append(res.problems, p)
+					}
+					if !retry {
+						res.problems = append(res.problems, fmt.Sprintf("Go client %s: %v after %d sends", id, err, sends))
+					}
+				default:
+					res.problems = append(res.problems, fmt.Sprintf("Go client %s: %v", id, err))
+				}
+				mu.Unlock()
+				if !retry {
+					return nil
+				}
+			}
+		})
+	}
+	_ = g.Wait() // problems are collected in res
+	return res
+}
+
 // proxiedRuntime starts a runtime whose DynamoDB calls — router, processor
 // and stream poller — go through a fault proxy, injecting nothing until Set.
 // direct reads DynamoDB Local without the proxy.
@@ -258,18 +331,24 @@ func delayMessage(id string) protocol.Message {
 	return protocol.Message{Action: "delay", ID: id, Payload: json.RawMessage(`{"seconds":0.2,"steps":2}`)}
 }
 
-// leaks describes an error frame whose message shows AWS internals, or
-// returns "".
-func leaks(f wireFrame) string {
-	if f.Error == nil {
-		return ""
-	}
-	for _, s := range awsInternals {
-		if strings.Contains(f.Error.Message, s) {
-			return fmt.Sprintf("error frame shows AWS internals (%q): %s", s, f.Raw)
+// leaks describes an error message that shows internals (leakMarkers,
+// awsMarkers), naming what carried it, or returns "".
+func leaks(message, carrier string) string {
+	lower := strings.ToLower(message)
+	for _, m := range slices.Concat(leakMarkers, awsMarkers) {
+		if strings.Contains(lower, m) {
+			return fmt.Sprintf("error message shows internals (%q): %s", m, carrier)
 		}
 	}
 	return ""
+}
+
+// frameLeaks is leaks of an error frame.
+func frameLeaks(f wireFrame) string {
+	if f.Error == nil {
+		return ""
+	}
+	return leaks(f.Error.Message, f.Raw)
 }
 
 // stored reports whether tenant's request id is in the requests table, read

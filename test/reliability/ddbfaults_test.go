@@ -169,8 +169,9 @@ func writeOutage(ctx context.Context, t *testing.T, trackers []*tracker, proxy *
 // loadResult is what the clients saw of a load.
 type loadResult struct {
 	mu sync.Mutex
-	// acked are the acknowledged async requests' ids, by connection;
-	// ackedByDone those a resend found finished (answered with a complete frame).
+	// acked are the acknowledged async requests' ids, by connection (an
+	// answer with a complete frame counts); ackedByDone those a resend found
+	// finished.
 	acked       map[*tracker][]string
 	ackedByDone map[string]bool
 	// sends counts messages sent, resends included; echoes the sync answers.
@@ -217,9 +218,11 @@ func (l *loadResult) note(tr *tracker, m protocol.Message, s submission, err err
 		problem("echo %s answered %s", m.ID, s.Answer.Raw)
 	case s.Answer.Type == protocol.TypeAcknowledgment:
 		l.acked[tr] = append(l.acked[tr], m.ID)
-	case s.Answer.Type == protocol.TypeComplete && s.Sends > 1:
+	case s.Answer.Type == protocol.TypeComplete:
+		// Finished before its acknowledgment arrived (an ambiguous write held
+		// the router in the SDK's retries), or found finished by a resend.
 		l.acked[tr] = append(l.acked[tr], m.ID)
-		l.ackedByDone[m.ID] = true
+		l.ackedByDone[m.ID] = s.Sends > 1
 	default:
 		problem("%s not acknowledged after %d sends: %s", m.ID, s.Sends, s.Answer.Raw)
 	}

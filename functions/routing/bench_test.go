@@ -18,11 +18,12 @@ import (
 
 // BenchmarkRouterAck measures one async message from $default to the
 // acknowledgment posted to @connections — one transaction (request, tenant
-// counter, subscription, rate-limit state) and the post — against one PutItem
-// of the same request item on the same DynamoDB Local. It reports p50/p99 of
-// both and the p50 ratio (the target is at most 2).
+// counter, and on one message in 16 the rate-limit tokens the instance
+// reserves) and the post — against one PutItem of the same request item on the
+// same DynamoDB Local. It reports p50/p99 of both and the p50 ratio (the
+// target is at most 2). The limit, 1000 messages a second, never refuses here.
 func BenchmarkRouterAck(b *testing.B) {
-	benchRouter(b, 1e9, ackMessage)
+	benchRouter(b, 1000, ackMessage)
 }
 
 // BenchmarkRouterAckNoRateLimit is BenchmarkRouterAck with the per-connection
@@ -38,7 +39,7 @@ func ackMessage(i int) string {
 // BenchmarkRouterEcho measures a sync action answered inline (rate-limit
 // update, handler, post) against the same PutItem baseline.
 func BenchmarkRouterEcho(b *testing.B) {
-	benchRouter(b, 1e9, func(i int) string {
+	benchRouter(b, 1000, func(i int) string {
 		return fmt.Sprintf(`{"action":"echo","id":"e%d","payload":{"n":%d}}`, i, i)
 	})
 }

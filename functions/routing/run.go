@@ -142,7 +142,7 @@ func (h *Handler) submitReserved(ctx context.Context, c *call) bool {
 	if err != nil {
 		return false
 	}
-	if _, created, err := h.store.CreateRequest(ctx, req, h.cfg.TenantMaxInflight, res.Tx); err != nil || !created {
+	if _, created, err := h.store.CreateRequest(ctx, req, h.cfg.TenantMaxInflight, res.Tx...); err != nil || !created {
 		return false
 	}
 	res.Commit()

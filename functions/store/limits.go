@@ -35,18 +35,33 @@ var errContention = errors.New("rate limit: too much contention on the connectio
 // losers one more write. Each instance caches the last timestamp it saw to
 // save a read; a stale cache costs one failed condition, which returns the
 // current value.
+//
+// A write reserves up to a quarter of the burst (at most maxChunk tokens) for
+// the instance that makes it, which admits the next messages of that
+// connection from its reservation without writing. The tokens are counted in
+// the shared bucket when reserved, so instances together never admit more
+// than the bucket allows; an instance's unused tokens lapse after the burst
+// window, so a reservation cannot be saved up for a later burst.
 type RateLimiter struct {
 	store    *Store
 	interval int64 // µs between messages at the steady rate
 	tau      int64 // µs of burst tolerance
+	chunk    int64 // tokens reserved by one write
 
 	mu    sync.Mutex
 	cache map[string]cachedConn
 }
 
+// maxChunk bounds the tokens one write reserves.
+const maxChunk = 16
+
 type cachedConn struct {
 	tat  int64
 	conn Connection
+	// credit counts the tokens this instance reserved and has not used yet;
+	// creditAt is when it reserved them (µs).
+	credit   int64
+	creditAt int64
 }
 
 // Admission is the outcome of RateLimiter.Take.
@@ -62,12 +77,39 @@ type Admission struct {
 // connection with a burst of 2×perSecond; perSecond must be positive.
 func (s *Store) NewRateLimiter(perSecond float64) *RateLimiter {
 	interval := int64(float64(time.Second/time.Microsecond) / perSecond)
-	return &RateLimiter{store: s, interval: interval, tau: int64(max(2*perSecond, 1) * float64(interval)), cache: map[string]cachedConn{}}
+	return &RateLimiter{store: s, interval: interval, tau: int64(max(2*perSecond, 1) * float64(interval)),
+		chunk: max(1, min(maxChunk, int64(perSecond/2))), cache: map[string]cachedConn{}}
+}
+
+// spend admits a message from the instance's reserved tokens, if it holds
+// any that have not lapsed.
+func (l *RateLimiter) spend(id string, now int64) (Connection, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.cache[id]
+	if !ok || c.credit == 0 || now-c.creditAt > l.tau {
+		return Connection{}, false
+	}
+	c.credit--
+	l.cache[id] = c
+	return c.conn, true
+}
+
+// grant is how many tokens a write at now should reserve on a bucket whose
+// timestamp is tat: up to the chunk, within the burst; 0 when it is full.
+func (l *RateLimiter) grant(tat, now int64) int64 {
+	if l.interval == 0 {
+		return l.chunk
+	}
+	return min(l.chunk, (now+l.tau-max(tat, now))/l.interval)
 }
 
 // Take admits or refuses one message of the connection and returns the
 // connection item. ErrNotFound when the connection does not exist.
 func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission, error) {
+	if conn, ok := l.spend(connectionID, l.store.now().UnixMicro()); ok {
+		return Admission{Connection: conn}, nil
+	}
 	l.mu.Lock()
 	c, known := l.cache[connectionID]
 	l.mu.Unlock()
@@ -78,7 +120,8 @@ func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission,
 			// Refusing needs no write: the stored value is at least the cached one.
 			return Admission{Connection: c.conn, RetryAfter: time.Duration(wait) * time.Microsecond}, nil
 		}
-		item, ok, err := l.advance(ctx, connectionID, c.tat > now, now)
+		n := max(1, l.grant(c.tat, now))
+		item, ok, err := l.advance(ctx, connectionID, c.tat > now, now, n)
 		if err != nil {
 			return Admission{}, err
 		}
@@ -90,6 +133,9 @@ func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission,
 			return Admission{}, ErrNotFound
 		}
 		c, known = cachedConn{tat: int64(numberAttr(item, AttrRateTAT)), conn: conn}, true
+		if ok {
+			c.credit, c.creditAt = n-1, now
+		}
 		l.remember(connectionID, c)
 		if ok {
 			return Admission{Connection: conn}, nil
@@ -98,18 +144,18 @@ func (l *RateLimiter) Take(ctx context.Context, connectionID string) (Admission,
 	return Admission{}, errContention
 }
 
-// advance admits one message at now: on a busy bucket (timestamp after now)
-// it adds one interval while the result stays within the burst; on an idle
-// one it sets the timestamp to now plus one interval. It returns the item
+// advance reserves n tokens at now: on a busy bucket (timestamp after now)
+// it adds n intervals while the result stays within the burst; on an idle
+// one it sets the timestamp to now plus n intervals. It returns the item
 // after the write, or the current item and ok = false when the condition
-// failed (the bucket was not as busy as thought, or it is full).
-func (l *RateLimiter) advance(ctx context.Context, id string, busy bool, now int64) (map[string]types.AttributeValue, bool, error) {
+// failed (the bucket was not as busy as thought, or it is too full).
+func (l *RateLimiter) advance(ctx context.Context, id string, busy bool, now, n int64) (map[string]types.AttributeValue, bool, error) {
 	tat := expression.Name(AttrRateTAT)
-	update := expression.Set(tat, expression.Value(now+l.interval))
+	update := expression.Set(tat, expression.Value(now+n*l.interval))
 	cond := expression.Or(expression.AttributeNotExists(tat), tat.LessThanEqual(expression.Value(now)))
 	if busy {
-		update = expression.Add(tat, expression.Value(l.interval))
-		cond = expression.And(tat.GreaterThan(expression.Value(now)), tat.LessThanEqual(expression.Value(now+l.tau-l.interval)))
+		update = expression.Add(tat, expression.Value(n*l.interval))
+		cond = expression.And(tat.GreaterThan(expression.Value(now)), tat.LessThanEqual(expression.Value(now+l.tau-n*l.interval)))
 	}
 	expr, err := expression.NewBuilder().WithUpdate(update).
 		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).Build()
@@ -167,47 +213,58 @@ func (l *RateLimiter) tatUpdate(id string, old int64, known bool, next int64) (*
 	}, nil
 }
 
-// Reservation admits a message from the limiter's cache alone. Its Tx advances
-// the stored state and must be part of the transaction that acts on the
-// message: if the cache was stale the transaction fails on Tx's condition, and
-// the caller falls back to Take. Commit records a successful transaction.
+// Reservation admits a message from the limiter's cache alone. Its Tx, when
+// there is one (none when the instance's reserved tokens admitted the
+// message), advances the stored state and must be part of the transaction
+// that acts on the message: if the cache was stale the transaction fails on
+// Tx's condition, and the caller falls back to Take. Commit records a
+// successful transaction.
 type Reservation struct {
 	Connection Connection
-	Tx         types.TransactWriteItem
+	Tx         []types.TransactWriteItem
 
 	limiter *RateLimiter
 	id      string
 	next    int64
+	tokens  int64
+	at      int64
 }
 
 // Reserve returns a reservation when the cache knows the connection and admits
 // the message; otherwise ok is false and the caller uses Take. It saves the
 // separate write of Take on the hot path of async requests.
 func (l *RateLimiter) Reserve(connectionID string) (res Reservation, ok bool) {
+	now := l.store.now().UnixMicro()
+	if conn, ok := l.spend(connectionID, now); ok {
+		return Reservation{Connection: conn}, true
+	}
 	l.mu.Lock()
 	c, known := l.cache[connectionID]
 	l.mu.Unlock()
 	if !known {
 		return res, false
 	}
-	now := l.store.now().UnixMicro()
-	next := max(c.tat, now) + l.interval
-	if next-now > l.tau {
+	n := l.grant(c.tat, now)
+	if n < 1 {
 		return res, false
 	}
+	next := max(c.tat, now) + n*l.interval
 	u, err := l.tatUpdate(connectionID, c.tat, true, next)
 	if err != nil {
 		return res, false
 	}
-	return Reservation{Connection: c.conn, Tx: types.TransactWriteItem{Update: u}, limiter: l, id: connectionID, next: next}, true
+	return Reservation{Connection: c.conn, Tx: []types.TransactWriteItem{{Update: u}}, limiter: l, id: connectionID, next: next, tokens: n, at: now}, true
 }
 
 // Commit records that the reservation's transaction succeeded.
 func (r Reservation) Commit() {
+	if len(r.Tx) == 0 {
+		return // admitted from reserved tokens
+	}
 	r.limiter.mu.Lock()
 	defer r.limiter.mu.Unlock()
 	if c, ok := r.limiter.cache[r.id]; ok && c.tat < r.next {
-		c.tat = r.next
+		c.tat, c.credit, c.creditAt = r.next, r.tokens-1, r.at
 		r.limiter.cache[r.id] = c
 	}
 }

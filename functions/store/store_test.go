@@ -293,7 +293,7 @@ func TestRateLimitReservation(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := pending("t1", "r1")
-	if _, _, err := s.CreateRequest(ctx, r, 0, res.Tx); !errors.Is(err, ErrStale) {
+	if _, _, err := s.CreateRequest(ctx, r, 0, res.Tx...); !errors.Is(err, ErrStale) {
 		t.Fatalf("CreateRequest with a stale reservation = %v, want ErrStale", err)
 	}
 	if _, err := s.GetRequest(ctx, "t1", "r1"); !errors.Is(err, ErrNotFound) {
@@ -323,7 +323,7 @@ func TestRateLimitReservationCommits(t *testing.T) {
 	if !ok {
 		t.Fatal("no reservation")
 	}
-	if _, created, err := s.CreateRequest(ctx, pending("t1", "r1"), 0, res.Tx); err != nil || !created {
+	if _, created, err := s.CreateRequest(ctx, pending("t1", "r1"), 0, res.Tx...); err != nil || !created {
 		t.Fatalf("CreateRequest with a reservation = %v, %v", created, err)
 	}
 	res.Commit()

@@ -51,10 +51,16 @@ func TestDynamoDBFaults(t *testing.T) {
 	rt, proxy, direct := proxiedRuntime(t, local.Options{Registry: counter.counted(),
 		Env: map[string]string{config.EnvRateLimit: "1000", config.EnvTenantMaxInflight: "10000"}})
 	tenant := localtest.Tenant("ddbfaults")
+	// Every client connects before the faults start.
 	trackers := make([]*tracker, conns)
 	for i := range trackers {
 		trackers[i] = track(t, rt, tenant, fmt.Sprintf("u%d", i))
 	}
+	goClient, err := client.Dial(context.Background(), rt.WSURL(), localtest.Token(t, rt, tenant, "go-client"), nil)
+	if err != nil {
+		t.Fatalf("dial the Go client: %v", err)
+	}
+	t.Cleanup(func() { _ = goClient.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), sized(3*time.Minute, 8*time.Minute))
 	defer cancel()
 	o := outcome{Group: groupFaults, Scenario: "DynamoDB faults",
@@ -87,7 +93,7 @@ func TestDynamoDBFaults(t *testing.T) {
 	)
 	both.Add(2)
 	go func() { defer both.Done(); load = sendLoad(ctx, batches) }()
-	go func() { defer both.Done(); goLoad = clientLoad(ctx, t, rt, tenant, goClientN) }()
+	go func() { defer both.Done(); goLoad = clientLoad(ctx, goClient, goClientN) }()
 	both.Wait()
 	keys, extraFrames := load.checkCompletes(ctx, tenant)
 	for _, id := range goLoad.completed {
@@ -266,16 +272,10 @@ type clientResult struct {
 	problems []string
 }
 
-// clientLoad sends n delay requests through one Go client (package client),
+// clientLoad sends n delay requests through a Go client (package client),
 // ten at a time, each sent again with its id while the answer is a
 // retryable error (10 sends at most).
-func clientLoad(ctx context.Context, t *testing.T, rt *local.Runtime, tenant string, n int) *clientResult {
-	t.Helper()
-	c, err := client.Dial(ctx, rt.WSURL(), localtest.Token(t, rt, tenant, "go-client"), nil)
-	if err != nil {
-		t.Fatalf("dial the Go client: %v", err)
-	}
-	defer func() { _ = c.Close() }()
+func clientLoad(ctx context.Context, c *client.Client, n int) *clientResult {
 	var (
 		mu  sync.Mutex
 		res = &clientResult{}

@@ -391,13 +391,19 @@ func (rt *Runtime) Stop() error {
 		if rt.gw != nil {
 			rt.gw.Close()
 		}
-		if rt.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, rt.http.Shutdown(ctx))
-			cancel()
-		}
+		// The pollers stop first: runs in flight see their context end, so
+		// their posts to @connections do not hold up the server's shutdown.
 		if rt.cancel != nil {
 			rt.cancel()
+		}
+		if rt.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := rt.http.Shutdown(ctx); err != nil {
+				// A request still in flight (a post to a connection that
+				// closes slowly) is cut off: the runtime is stopping.
+				errs = append(errs, rt.http.Close())
+			}
+			cancel()
 		}
 		rt.wg.Wait()
 		if rt.sqsLocal != nil {

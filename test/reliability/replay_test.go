@@ -217,7 +217,9 @@ func TestReplayedDeliveries(t *testing.T) {
 	counter := &runCounter{}
 	reg := counter.counted()
 	rt := localtest.Start(t, local.Options{Registry: reg, Env: map[string]string{config.EnvRateLimit: "0"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// The processor reads ctx's deadline as the invocation's: too close a one
+	// makes it hand wake-ups back (too late to start), as it should in Lambda.
+	ctx, cancel := context.WithTimeout(context.Background(), sized(5*time.Minute, 30*time.Minute))
 	defer cancel()
 	tenant := localtest.Tenant("replay")
 	tr := track(t, rt, tenant, "u")

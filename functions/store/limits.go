@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/streamer-dev/streamer/functions/schema"
@@ -157,21 +156,14 @@ func (l *RateLimiter) advance(ctx context.Context, id string, busy bool, now, n 
 		update = expression.Add(tat, expression.Value(n*l.interval))
 		cond = expression.And(tat.GreaterThan(expression.Value(now)), tat.LessThanEqual(expression.Value(now+l.tau-n*l.interval)))
 	}
-	expr, err := expression.NewBuilder().WithUpdate(update).
-		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).Build()
+	u, err := l.connUpdate(id, update, cond)
 	if err != nil {
-		return nil, false, wrap("rate limit", err)
+		return nil, false, err
 	}
-	out, err := l.store.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                           aws.String(l.store.tables.Connections),
-		Key:                                 connKey(id),
-		UpdateExpression:                    expr.Update(),
-		ConditionExpression:                 expr.Condition(),
-		ExpressionAttributeNames:            expr.Names(),
-		ExpressionAttributeValues:           expr.Values(),
-		ReturnValues:                        types.ReturnValueAllNew,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	in := updateInput(u)
+	in.ReturnValues = types.ReturnValueAllNew
+	in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	out, err := l.store.db.UpdateItem(ctx, in)
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
@@ -185,21 +177,22 @@ func (l *RateLimiter) advance(ctx context.Context, id string, busy bool, now, n 
 	return out.Attributes, true, nil
 }
 
-// tatUpdate is the conditional update that moves the connection's TAT from old
-// (none when known is false) to next, on an existing connection.
-func (l *RateLimiter) tatUpdate(id string, old int64, known bool, next int64) (*types.Update, error) {
+// tatUpdate is the conditional update that moves the connection's TAT from
+// old (none yet when old is 0) to next.
+func (l *RateLimiter) tatUpdate(id string, old, next int64) (*types.Update, error) {
 	name := expression.Name(AttrRateTAT)
-	cond := expression.AttributeNotExists(name)
-	if known {
-		cond = name.Equal(expression.Value(old))
-		if old == 0 {
-			cond = expression.Or(expression.AttributeNotExists(name), cond)
-		}
+	cond := name.Equal(expression.Value(old))
+	if old == 0 {
+		cond = expression.Or(expression.AttributeNotExists(name), cond)
 	}
-	expr, err := expression.NewBuilder().
-		WithUpdate(expression.Set(name, expression.Value(next))).
-		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).
-		Build()
+	return l.connUpdate(id, expression.Set(name, expression.Value(next)), cond)
+}
+
+// connUpdate is update on the connection's item, on condition that it
+// exists and cond holds.
+func (l *RateLimiter) connUpdate(id string, update expression.UpdateBuilder, cond expression.ConditionBuilder) (*types.Update, error) {
+	expr, err := expression.NewBuilder().WithUpdate(update).
+		WithCondition(expression.And(expression.AttributeExists(expression.Name(schema.AttrConnectionID)), cond)).Build()
 	if err != nil {
 		return nil, wrap("rate limit", err)
 	}
@@ -249,7 +242,7 @@ func (l *RateLimiter) Reserve(connectionID string) (res Reservation, ok bool) {
 		return res, false
 	}
 	next := max(c.tat, now) + n*l.interval
-	u, err := l.tatUpdate(connectionID, c.tat, true, next)
+	u, err := l.tatUpdate(connectionID, c.tat, next)
 	if err != nil {
 		return res, false
 	}

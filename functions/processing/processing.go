@@ -286,7 +286,7 @@ func (h *Handler) sweep(ctx context.Context, n, minPriority int, due map[string]
 			return jobs
 		}
 		for _, r := range rs {
-			j := queued{w: wakeup{RequestKey: r.RequestID, DueMs: r.ProcessAfter, Reason: reasonRetry}, r: r}
+			j := queued{w: wakeupFor(r, r.ProcessAfter, reasonRetry), r: r}
 			if q, ok := due[r.RequestID]; ok {
 				j.msgID, j.w = q.msgID, q.w
 				delete(due, r.RequestID)

@@ -70,6 +70,9 @@ type Gateway struct {
 	opts    Options
 	mu      sync.Mutex
 	conns   map[string]*conn
+	// closing is set by Close: no connection is accepted after it, so
+	// Close's wait cannot be prolonged by a client that reconnects.
+	closing bool
 	wg      sync.WaitGroup
 }
 
@@ -129,7 +132,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close closes every connection and waits for their $disconnect events.
+// From then on, upgrades are refused with 503, as a client that reconnects
+// when it is closed would otherwise keep the gateway open.
 func (g *Gateway) Close() {
+	g.mu.Lock()
+	g.closing = true
+	g.mu.Unlock()
 	g.DisconnectAll()
 	g.wg.Wait()
 }
@@ -197,6 +205,16 @@ func (g *Gateway) event(r *http.Request, id, route, typ string, c *conn) events.
 }
 
 func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	// Close waits for every upgrade from here on, $connect included.
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		http.Error(w, `{"message": "Service Unavailable"}`, http.StatusServiceUnavailable)
+		return
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	defer g.wg.Done()
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	c := &conn{connectedAt: time.Now(), sourceIP: host, userAgent: r.UserAgent(), closed: make(chan struct{})}
 	c.lastActive = c.connectedAt
@@ -236,9 +254,12 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c.ws = ws
 	g.mu.Lock()
 	g.conns[id] = c
-	g.wg.Add(1)
+	if g.closing {
+		// Close began during $connect: the connection ends at once, with
+		// its $disconnect.
+		c.close(websocket.StatusGoingAway)
+	}
 	g.mu.Unlock()
-	defer g.wg.Done()
 	g.run(r, id, c)
 }
 

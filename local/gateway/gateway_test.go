@@ -203,3 +203,70 @@ func TestLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseEndsReconnects proves Close returns although clients reconnect
+// as soon as they are closed (as the Go client does), and that a connection
+// whose $connect was running when Close began is closed with its
+// $disconnect, not left open.
+func TestCloseEndsReconnects(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	connecting, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	g := New(func(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+		if ev.RequestContext.RouteKey == "$connect" && ev.QueryStringParameters["slow"] == "1" {
+			once.Do(func() { close(connecting) })
+			<-release
+		}
+		return r.handle(ctx, ev)
+	}, Options{})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var clients sync.WaitGroup
+	for range 4 {
+		clients.Add(1)
+		go func() { // reconnects at once whenever it is closed, until the server refuses
+			defer clients.Done()
+			for ctx.Err() == nil {
+				ws, _, err := websocket.Dial(ctx, url+"?token=ok", nil)
+				if err != nil {
+					return
+				}
+				_, _, _ = ws.Read(ctx)
+				_ = ws.CloseNow()
+			}
+		}()
+	}
+	waitFor(t, func() bool { return g.Count() == 4 })
+	slowClosed := make(chan error, 1)
+	go func() {
+		ws, _, err := websocket.Dial(ctx, url+"?token=ok&slow=1", nil)
+		if err == nil {
+			_, _, err = ws.Read(ctx)
+		}
+		slowClosed <- err
+	}()
+	<-connecting
+
+	closed := make(chan struct{})
+	go func() { g.Close(); close(closed) }()
+	waitFor(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.closing })
+	close(release)
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return while clients reconnected")
+	}
+	if err := <-slowClosed; websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Errorf("connection accepted during Close: %v, want close 1001", err)
+	}
+	if c, d := len(r.route("$connect")), len(r.route("$disconnect")); c != d {
+		t.Errorf("%d $connect events, %d $disconnect: every accepted connection must be disconnected", c, d)
+	}
+	cancel()
+	clients.Wait()
+}

@@ -7,9 +7,14 @@
 package reliability
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -84,9 +89,17 @@ func record(t *testing.T, o outcome) {
 	})
 }
 
+// budget bounds the suite's run: past it, the watchdog ends the run with
+// the stacks of the scenarios still running. It is shorter than the go
+// test -timeout of the Makefile, whose own dump starts with the names of
+// the running tests, which a CI log that keeps only the tail loses.
+func budget() time.Duration { return sized(20*time.Minute, 80*time.Minute) }
+
 func TestMain(m *testing.M) {
 	began := time.Now()
+	watchdog := time.AfterFunc(budget(), func() { os.Exit(overrun(os.Stderr, budget())) })
 	code := m.Run()
+	watchdog.Stop()
 	if path := os.Getenv(envReport); path != "" {
 		if err := os.WriteFile(path, []byte(renderReport(began, code == 0)), 0o644); err != nil {
 			fmt.Fprintf(os.Stderr, "write reliability report: %v\n", err)
@@ -94,6 +107,57 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// overrun writes every goroutine's stack to w, then, last so that the tail
+// of a log shows it, which scenarios are still running and where they wait.
+// It returns the exit code of a run that overran its budget.
+func overrun(w io.Writer, budget time.Duration) int {
+	var stacks bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&stacks, 2)
+	_, _ = w.Write(stacks.Bytes())
+	fmt.Fprintf(w, "\nreliability suite: still running after its budget of %s; scenarios running:\n", budget)
+	for _, s := range runningScenarios(stacks.String()) {
+		fmt.Fprintf(w, "\t%s\n", s)
+	}
+	return 2
+}
+
+// scenarioFrame matches a stack frame of a test function of this package,
+// goroutineState the state in a goroutine's header.
+var (
+	scenarioFrame  = regexp.MustCompile(`reliability\.(Test\w+)\(`)
+	goroutineState = regexp.MustCompile(`^goroutine \d+ .*\[(.*)\]:`)
+)
+
+// runningScenarios returns, from a goroutine dump (debug=2), each test
+// function of this package on a stack, with the goroutine's state and the
+// innermost frame of this module, e.g. "TestX [sync.WaitGroup.Wait, 3
+// minutes] at gateway.go:134".
+func runningScenarios(dump string) []string {
+	var out []string
+	for g := range strings.SplitSeq(dump, "\n\n") {
+		m := scenarioFrame.FindStringSubmatch(g)
+		if m == nil {
+			continue
+		}
+		lines := strings.Split(g, "\n")
+		state := ""
+		if sm := goroutineState.FindStringSubmatch(lines[0]); sm != nil {
+			state = sm[1]
+		}
+		where := "?"
+		for i, line := range lines[:len(lines)-1] {
+			if strings.HasPrefix(line, "github.com/streamer-dev/streamer/") {
+				file, _, _ := strings.Cut(strings.TrimSpace(lines[i+1]), " ")
+				where = filepath.Base(file)
+				break
+			}
+		}
+		out = append(out, fmt.Sprintf("%s [%s] at %s", m[1], state, where))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // renderReport renders the collected rows as Markdown, grouped and sorted.

@@ -36,3 +36,19 @@ func TestRenderReport(t *testing.T) {
 		t.Errorf("failed run not flagged:\n%s", got)
 	}
 }
+
+// TestOverrunNamesScenarios checks that an overrun's output ends with the
+// running scenarios, each with its state and where in this module it is.
+func TestOverrunNamesScenarios(t *testing.T) {
+	var b strings.Builder
+	if code := overrun(&b, time.Minute); code == 0 {
+		t.Errorf("overrun exit code 0, want a failure")
+	}
+	_, tail, ok := strings.Cut(b.String(), "still running after its budget of 1m0s; scenarios running:\n")
+	if !ok || !strings.Contains(b.String(), "goroutine ") {
+		t.Fatalf("no stacks followed by the summary:\n%s", b.String())
+	}
+	if want := "\tTestOverrunNamesScenarios [running] at main_test.go:"; !strings.Contains(tail, want) {
+		t.Errorf("summary lacks %q:\n%s", want, tail)
+	}
+}

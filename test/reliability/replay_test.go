@@ -89,10 +89,24 @@ func streamRecords(ctx context.Context, endpoint, table string) ([]events.Dynamo
 
 // imageStatus is the request status in a stream image, "" when absent.
 func imageStatus(img map[string]events.DynamoDBAttributeValue) store.Status {
-	if v, ok := img[schema.AttrStatus]; ok && v.DataType() == events.DataTypeString {
-		return store.Status(v.String())
+	return store.Status(imageString(img, schema.AttrStatus))
+}
+
+// imageString returns the string attribute name of img, "" if absent.
+func imageString(img map[string]events.DynamoDBAttributeValue, name string) string {
+	if v, ok := img[name]; ok && v.DataType() == events.DataTypeString {
+		return v.String()
 	}
 	return ""
+}
+
+// imageNumber returns the number attribute name of img, 0 if absent.
+func imageNumber(img map[string]events.DynamoDBAttributeValue, name string) int64 {
+	if v, ok := img[name]; ok && v.DataType() == events.DataTypeNumber {
+		n, _ := v.Integer()
+		return n
+	}
+	return 0
 }
 
 // history is what a requests table's stream says happened to some requests.
@@ -104,11 +118,15 @@ type history struct {
 	// AfterFinal counts the writes (or deletes) of a request already final:
 	// a status going backwards, or a final request changed.
 	AfterFinal int
+	// ClaimedCheckpoint is, per request key, the checkpoint stored when its
+	// last run claimed it (the write that raised its attempt): what that run
+	// must resume from.
+	ClaimedCheckpoint map[string]string
 }
 
 // historyOf reads, from recs, the history of the requests whose keys are in keys.
 func historyOf(recs []events.DynamoDBEventRecord, keys map[string]bool) history {
-	h := history{Finals: map[string]int{}}
+	h := history{Finals: map[string]int{}, ClaimedCheckpoint: map[string]string{}}
 	for _, rec := range recs {
 		key := rec.Change.Keys[schema.AttrRequestID]
 		if key.DataType() != events.DataTypeString || !keys[key.String()] {
@@ -116,6 +134,9 @@ func historyOf(recs []events.DynamoDBEventRecord, keys map[string]bool) history 
 		}
 		h.Records++
 		before, after := imageStatus(rec.Change.OldImage), imageStatus(rec.Change.NewImage)
+		if imageNumber(rec.Change.NewImage, "Attempt") > imageNumber(rec.Change.OldImage, "Attempt") {
+			h.ClaimedCheckpoint[key.String()] = imageString(rec.Change.NewImage, "Checkpoint")
+		}
 		switch {
 		case before.Final():
 			h.AfterFinal++

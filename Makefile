@@ -18,7 +18,10 @@ token: ## Mint a development token: make token TENANT=acme USER=alice
 	@$(GO) run ./local/cmd/streamer-dev token -tenant "$(or $(TENANT),demo)" -user "$(or $(USER),dev)"
 
 test: deps vet ## Run every test: unit, integration, infrastructure, end-to-end, browser, reliability at CI size.
-	STREAMER_RELIABILITY_REPORT=$(CURDIR)/.cache/RELIABILITY-ci.md $(GO) test -count=1 -timeout 60m ./...
+	@set -o pipefail; STREAMER_RELIABILITY_REPORT=$(CURDIR)/.cache/RELIABILITY-ci.md \
+	  $(GO) test -count=1 -timeout 60m ./... 2>&1 | tee $(CURDIR)/.cache/test.log || { \
+	  echo; echo "== what failed (the whole output is in .cache/test.log) =="; \
+	  grep -E -A 12 -e '--- FAIL|^panic:|^FAIL|test timed out' $(CURDIR)/.cache/test.log | tail -n 150; exit 1; }
 
 test-reliability: deps ## Run the full reliability and security suite and rewrite RELIABILITY.md.
 	STREAMER_RELIABILITY=full STREAMER_RELIABILITY_REPORT=$(CURDIR)/RELIABILITY.md $(GO) test -count=1 -timeout 85m -v ./test/reliability

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -78,6 +79,9 @@ type Options struct {
 	// Logger receives the runtime's, router's and processor's logs.
 	// Default: discarded.
 	Logger *slog.Logger
+	// Metrics receives the router's and processor's CloudWatch EMF records,
+	// one JSON line each, as Lambda would print them. Default: discarded.
+	Metrics io.Writer
 	// Gateway tunes the WebSocket endpoint (idle timeout, lifetime cap).
 	Gateway gateway.Options
 	// ProcessorTimeout is the processor's invocation timeout, as the
@@ -139,6 +143,9 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = io.Discard
+	}
 	if opts.ProcessorTimeout <= 0 {
 		opts.ProcessorTimeout = ProcessorTimeout
 	}
@@ -180,12 +187,12 @@ func Start(ctx context.Context, opts Options) (rt *Runtime, err error) {
 	rt.getenv = getenv
 
 	awsCfg := ddblocal.AWSConfig()
-	router, err := app.NewRouter(ctx, awsCfg, getenv, opts.Registry, opts.Logger.With("component", "router"))
+	router, err := app.NewRouter(ctx, awsCfg, getenv, opts.Registry, opts.Logger.With("component", "router"), opts.Metrics)
 	if err != nil {
 		_ = ln.Close()
 		return rt, fmt.Errorf("local: router: %w", err)
 	}
-	proc, err := app.NewProcessor(ctx, awsCfg, getenv, opts.Registry, opts.Logger.With("component", "processor"))
+	proc, err := app.NewProcessor(ctx, awsCfg, getenv, opts.Registry, opts.Logger.With("component", "processor"), opts.Metrics)
 	if err != nil {
 		_ = ln.Close()
 		return rt, fmt.Errorf("local: processor: %w", err)

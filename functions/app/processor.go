@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -26,9 +27,10 @@ import (
 
 // NewProcessor builds the processor handler from the environment: table
 // names, the retry and dead-letter queues, the @connections endpoint and the
-// concurrency and progress limits. Metrics go to stdout in EMF; handler runs
-// are traced in X-Ray when Lambda gives a daemon address.
-func NewProcessor(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg *actions.Registry, logger *slog.Logger) (*processing.Handler, error) {
+// concurrency and progress limits. EMF metric records go to metricsOut
+// (os.Stdout in Lambda); handler runs are traced in X-Ray when Lambda gives a
+// daemon address.
+func NewProcessor(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg *actions.Registry, logger *slog.Logger, metricsOut io.Writer) (*processing.Handler, error) {
 	tables, err := config.LoadTables(getenv)
 	if err != nil {
 		return nil, err
@@ -40,7 +42,7 @@ func NewProcessor(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, 
 	cfg.Tracer = tracing.New(getenv(tracing.EnvDaemonAddress), logger)
 	st := store.New(DynamoDBClient(awsCfg, getenv), tables)
 	notifier := notify.New(connections.New(getenv(config.EnvConnectionsEndpoint), awsCfg), st, logger)
-	return processing.New(reg, st, notifier, SQSClient(awsCfg, getenv), metrics.New(os.Stdout, "processor"), cfg, logger), nil
+	return processing.New(reg, st, notifier, SQSClient(awsCfg, getenv), metrics.New(metricsOut, "processor"), cfg, logger), nil
 }
 
 // processorConfig reads the processor's settings, reporting every bad or
@@ -113,7 +115,7 @@ func StartProcessor(reg *actions.Registry) {
 		logger.Error("load AWS config", "error", err)
 		os.Exit(1)
 	}
-	h, err := NewProcessor(ctx, awsCfg, os.Getenv, reg, logger)
+	h, err := NewProcessor(ctx, awsCfg, os.Getenv, reg, logger, os.Stdout)
 	if err != nil {
 		logger.Error("build processor", "error", err)
 		os.Exit(1)

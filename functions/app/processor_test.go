@@ -51,7 +51,7 @@ func TestNewProcessorDispatchesBothSources(t *testing.T) {
 	}
 	reg := actions.NewRegistry()
 	demo.Register(reg)
-	h, err := NewProcessor(ctx, ddblocal.AWSConfig(), func(k string) string { return env[k] }, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := NewProcessor(ctx, ddblocal.AWSConfig(), func(k string) string { return env[k] }, reg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if err != nil {
 		t.Fatalf("NewProcessor: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -28,8 +29,9 @@ import (
 const DefaultRateLimit = 10
 
 // NewRouter builds the router handler from the environment: table names,
-// limits, token verification and the @connections endpoint.
-func NewRouter(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg *actions.Registry, logger *slog.Logger) (*routing.Handler, error) {
+// limits, token verification and the @connections endpoint. EMF metric
+// records go to metricsOut (os.Stdout in Lambda).
+func NewRouter(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg *actions.Registry, logger *slog.Logger, metricsOut io.Writer) (*routing.Handler, error) {
 	tables, err := config.LoadTables(getenv)
 	if err != nil {
 		return nil, err
@@ -54,7 +56,7 @@ func NewRouter(ctx context.Context, awsCfg aws.Config, getenv config.Getenv, reg
 	notifier := func(endpoint string) routing.Notifier {
 		return notify.New(connections.New(endpoint, awsCfg), st, logger)
 	}
-	return routing.New(reg, st, limiter, verifier, notifier, metrics.New(os.Stdout, "router"), cfg, logger), nil
+	return routing.New(reg, st, limiter, verifier, notifier, metrics.New(metricsOut, "router"), cfg, logger), nil
 }
 
 // routerConfig reads the router's limits, reporting every bad value at once.
@@ -97,7 +99,7 @@ func StartRouter(reg *actions.Registry) {
 		logger.Error("load AWS config", "error", err)
 		os.Exit(1)
 	}
-	h, err := NewRouter(ctx, awsCfg, os.Getenv, reg, logger)
+	h, err := NewRouter(ctx, awsCfg, os.Getenv, reg, logger, os.Stdout)
 	if err != nil {
 		logger.Error("build router", "error", err)
 		os.Exit(1)

@@ -34,7 +34,7 @@ func TestNewRouterFromEnvironment(t *testing.T) {
 	}
 	reg := actions.NewRegistry()
 	demo.Register(reg)
-	h, err := NewRouter(context.Background(), ddblocal.AWSConfig(), func(k string) string { return env[k] }, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := NewRouter(context.Background(), ddblocal.AWSConfig(), func(k string) string { return env[k] }, reg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}

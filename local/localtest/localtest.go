@@ -39,8 +39,13 @@ func start(t testing.TB, opts local.Options) (*local.Runtime, error) {
 		opts.DynamoDBEndpoint = ddbtest.Endpoint(t)
 	}
 	opts.TablePrefix = local.UniquePrefix()
-	if opts.Logger == nil && os.Getenv("STREAMER_TEST_LOG") != "" {
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if os.Getenv("STREAMER_TEST_LOG") != "" {
+		if opts.Logger == nil {
+			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+		if opts.Metrics == nil {
+			opts.Metrics = os.Stderr
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

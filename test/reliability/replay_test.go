@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -244,7 +245,7 @@ func TestReplayedDeliveries(t *testing.T) {
 	defer cancel()
 	tenant := localtest.Tenant("replay")
 	tr := track(t, rt, tenant, "u")
-	proc, err := app.NewProcessor(ctx, ddblocal.AWSConfig(), rt.Environment(), reg, slog.New(slog.DiscardHandler))
+	proc, err := app.NewProcessor(ctx, ddblocal.AWSConfig(), rt.Environment(), reg, slog.New(slog.DiscardHandler), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,9 +47,10 @@ func children(pid int) []int {
 	return out
 }
 
-// TestDevRunsAndStopsCleanly starts the command as `make dev` does, uses the
-// printed URL and token, then stops it with SIGINT: it exits 0 and DynamoDB
-// Local, which it started, is gone.
+// TestDevRunsAndStopsCleanly starts the command as `make dev` does (with
+// -metrics), uses the printed URL and token, then stops it with SIGINT: it
+// exits 0, it printed the Lambdas' EMF records, and DynamoDB Local, which it
+// started, is gone.
 func TestDevRunsAndStopsCleanly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts DynamoDB Local")
@@ -59,7 +60,7 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe)
+	cmd := exec.Command(exe, "-metrics")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	cmd.Dir = "../../.." // the checkout root, where .cache/dynamodb-local lives
@@ -85,9 +86,15 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 			token = m[1]
 		}
 	}
+	emf := make(chan int, 1)
 	go func() {
-		for sc.Scan() { // drain the metrics the Lambdas print
+		n := 0
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"Namespace":"Streamer"`) {
+				n++
+			}
 		}
+		emf <- n
 	}()
 	if wsURL == "" || token == "" {
 		t.Fatalf("no WebSocket URL or token printed (url %q); stderr:\n%s", wsURL, stderr.String())
@@ -110,6 +117,9 @@ func TestDevRunsAndStopsCleanly(t *testing.T) {
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
+	}
+	if n := <-emf; n == 0 { // stdout ends when the command exits
+		t.Error("-metrics: no EMF record on stdout")
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit after SIGINT: %v", err)

@@ -1,7 +1,7 @@
 // Command streamer-dev runs the whole of Streamer on this machine (`make dev`)
 // and mints development tokens (`make token`).
 //
-//	streamer-dev                              run until Ctrl-C
+//	streamer-dev [-metrics]                   run until Ctrl-C; -metrics prints the EMF metric records on stdout
 //	streamer-dev token -tenant acme -user alice [-ttl 24h] [-permissions echo,delay]
 //
 // Configuration by environment: STREAMER_ADDR (default 127.0.0.1:8080),
@@ -43,10 +43,15 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) error {
 	}
 	fs := flag.NewFlagSet("streamer-dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	showMetrics := fs.Bool("metrics", false, "print the router's and processor's CloudWatch EMF metric records on stdout")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return serve(getenv, stdout, stderr)
+	var metrics io.Writer
+	if *showMetrics {
+		metrics = stdout
+	}
+	return serve(getenv, stdout, stderr, metrics)
 }
 
 // secret is the HS256 key: STREAMER_JWT_SECRET or the development default.
@@ -97,7 +102,9 @@ func lambdaEnv() map[string]string {
 	return env
 }
 
-func serve(getenv config.Getenv, stdout, stderr io.Writer) error {
+// serve runs the runtime until a signal; metrics, when not nil, receives the
+// EMF metric records.
+func serve(getenv config.Getenv, stdout, stderr, metrics io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var level slog.Level
@@ -124,6 +131,7 @@ func serve(getenv config.Getenv, stdout, stderr io.Writer) error {
 		JWTSecret:        secret(getenv),
 		Env:              lambdaEnv(),
 		Logger:           logger,
+		Metrics:          metrics,
 		DevToken:         true,
 	})
 	if err != nil {

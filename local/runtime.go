@@ -80,7 +80,9 @@ type Options struct {
 	// Default: discarded.
 	Logger *slog.Logger
 	// Metrics receives the router's and processor's CloudWatch EMF records,
-	// one JSON line each, as Lambda would print them. Default: discarded.
+	// one JSON line per Write, as Lambda would print them; both write to it
+	// at once, so it must be safe for concurrent use (os.Stdout is).
+	// Default: discarded.
 	Metrics io.Writer
 	// Gateway tunes the WebSocket endpoint (idle timeout, lifetime cap).
 	Gateway gateway.Options

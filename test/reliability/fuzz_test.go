@@ -27,20 +27,18 @@ var (
 	fuzzCrasher = regexp.MustCompile(`Failing input written to (\S+)`)
 )
 
-// fuzzExecCount bounds each target's run by a count of inputs, not by time:
-// -fuzztime with a duration races Go's fuzzing coordinator (go.dev/issue/75804,
-// unfixed in Go 1.26), which then fails a run that found nothing with
-// "context deadline exceeded" now and then, mostly on a busy machine. A count
-// has no deadline. At CI size a run takes a few seconds; at full size, about
-// two minutes for the slowest target on 2 cores.
-func fuzzExecCount() int { return sized(200_000, 3_000_000) }
-
-// TestFuzzTargets runs each fuzz target for fuzzExecCount inputs, one after
-// another, as `go test -fuzz` subprocesses. A crasher fails the test and is
-// shown: go test has written it to the package's testdata/fuzz, where it
-// stays as a seed once the bug is fixed.
+// TestFuzzTargets runs each fuzz target on a bounded number of inputs, one
+// after another, as `go test -fuzz` subprocesses. A crasher fails the test
+// and is shown: go test has written it to the package's testdata/fuzz, where
+// it stays as a seed once the bug is fixed.
 func TestFuzzTargets(t *testing.T) {
-	execCount := fuzzExecCount()
+	// A count of inputs, not a time: -fuzztime with a duration races Go's
+	// fuzzing coordinator (go.dev/issue/75804, unfixed in Go 1.26), which then
+	// now and then fails a run that found nothing with "context deadline
+	// exceeded", mostly on a busy machine. A count has no deadline. At CI size
+	// a target takes seconds; at full size, about two minutes for the slowest
+	// on 2 cores.
+	execCount := sized(200_000, 3_000_000)
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)

@@ -97,7 +97,8 @@ func budget() time.Duration { return sized(20*time.Minute, 80*time.Minute) }
 
 func TestMain(m *testing.M) {
 	began := time.Now()
-	watchdog := time.AfterFunc(budget(), func() { os.Exit(overrun(os.Stderr, budget())) })
+	limit := budget()
+	watchdog := time.AfterFunc(limit, func() { os.Exit(overrun(os.Stderr, limit)) })
 	code := m.Run()
 	watchdog.Stop()
 	if path := os.Getenv(envReport); path != "" {
